@@ -1,0 +1,43 @@
+# devbox: `make` builds bin/devbox; `make test` runs every test; `make bench`
+# runs the benchmarks against their peers; `make lint` vets and checks format.
+GO      ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+CRANE_VERSION := v0.22.1
+
+.PHONY: all build deps test lint fuzz bench demo clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/devbox ./cmd/devbox
+
+# deps installs what the tests and benchmarks need on Debian 12.
+deps:
+	bash scripts/deps.sh
+
+bin/crane:
+	GOBIN=$(CURDIR)/bin $(GO) install github.com/google/go-containerregistry/cmd/crane@$(CRANE_VERSION)
+
+test: build
+	DEVBOX_BIN=$(CURDIR)/bin/devbox $(GO) test -count=1 -timeout 20m ./...
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# fuzz runs the layer unpacker's fuzzer for a while (FUZZTIME=5m for longer).
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzApply -fuzztime $(FUZZTIME) ./images/unpack/
+
+bench: build bin/crane
+	$(GO) run ./bench/pull -devbox bin/devbox -crane bin/crane
+
+# demo runs devbox's main job end to end on a local image: a busybox image
+# built here, served by a local registry, pulled and unpacked by devbox.
+demo: build bin/crane
+	bash scripts/demo.sh
+
+clean:
+	rm -rf bin

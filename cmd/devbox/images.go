@@ -1,0 +1,316 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/devbox-dev/devbox/config"
+	"github.com/devbox-dev/devbox/images"
+	"github.com/devbox-dev/devbox/progress"
+)
+
+func openStore() (*images.Store, error) {
+	root, err := config.DataRoot()
+	if err != nil {
+		return nil, err
+	}
+	return images.Open(root)
+}
+
+func newPullCmd(g *globals) *cobra.Command {
+	var platform string
+	var insecure []string
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "pull [flags] IMAGE[:TAG|@DIGEST]",
+		Short: "Pull an image from a registry",
+		Example: `  devbox pull busybox
+  devbox pull --platform linux/arm64 alpine:3.20
+  devbox pull 127.0.0.1:5000/myapp:dev`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts := images.PullOptions{Insecure: insecure, UserAgent: "devbox/" + version}
+			if platform != "" {
+				p, err := v1.ParsePlatform(platform)
+				if err != nil || p.OS == "" || p.Architecture == "" {
+					return fmt.Errorf("invalid --platform %q: use OS/ARCH[/VARIANT], like linux/arm64", platform)
+				}
+				opts.Platform = p
+			}
+			s, err := openStore()
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			out := cmd.OutOrStdout()
+			var r *progress.Renderer
+			downloaded := false
+			if !quiet {
+				r = progress.NewRenderer(out, isTerminal(out))
+				opts.Progress = func(e progress.Event) {
+					if e.Status == "Pull complete" {
+						downloaded = true
+					}
+					r.Update(e)
+				}
+				fmt.Fprintf(out, "Pulling %s\n", args[0])
+			}
+			img, err := s.Pull(cmd.Context(), args[0], opts)
+			if r != nil {
+				r.Flush()
+			}
+			if err != nil {
+				return err
+			}
+			ref := args[0]
+			if pr, err := images.ParseReference(args[0], insecure); err == nil {
+				ref = images.Familiar(pr.Name())
+			}
+			if !quiet {
+				if len(img.RepoDigests) > 0 {
+					fmt.Fprintf(out, "Digest: %s\n", img.RepoDigests[len(img.RepoDigests)-1][strings.LastIndex(img.RepoDigests[len(img.RepoDigests)-1], "@")+1:])
+				}
+				if downloaded {
+					fmt.Fprintf(out, "Status: Downloaded newer image for %s\n", ref)
+				} else {
+					fmt.Fprintf(out, "Status: Image is up to date for %s\n", ref)
+				}
+			}
+			fmt.Fprintln(out, ref)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&platform, "platform", "", "pull for this platform, OS/ARCH[/VARIANT] (default: this machine's)")
+	cmd.Flags().StringSliceVar(&insecure, "insecure-registry", nil, "registry HOST[:PORT] to reach over plain HTTP (localhost and 127.0.0.1 always are)")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the image reference")
+	return cmd
+}
+
+func newImagesCmd(g *globals) *cobra.Command {
+	var format string
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:     "images",
+		Aliases: []string{"ls"},
+		Short:   "List images",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := openStore()
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			imgs, err := s.List()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			switch {
+			case format == "json":
+				if imgs == nil {
+					imgs = []*images.Image{}
+				}
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(imgs)
+			case format != "" && format != "table":
+				return fmt.Errorf("unknown --format %q: use table or json", format)
+			case quiet:
+				for _, img := range imgs {
+					fmt.Fprintln(out, shortID(img.ID))
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 3, ' ', 0)
+			fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
+			for _, img := range imgs {
+				tags := img.RepoTags
+				if len(tags) == 0 {
+					tags = []string{""}
+				}
+				for _, t := range tags {
+					repo, tag := "<none>", "<none>"
+					if t != "" {
+						repo, tag = images.SplitTag(t)
+					} else if len(img.RepoDigests) > 0 {
+						repo, _, _ = strings.Cut(images.Familiar(img.RepoDigests[0]), "@")
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", repo, tag, shortID(img.ID), since(img.Created), progress.HumanSize(img.Size))
+				}
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "", "output format: table or json")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only image IDs")
+	return cmd
+}
+
+func shortID(id string) string {
+	h := strings.TrimPrefix(id, "sha256:")
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+// since formats a time as docker does: "3 days ago".
+func since(t time.Time) string {
+	if t.IsZero() {
+		return "N/A"
+	}
+	d := time.Since(t)
+	switch {
+	case d < time.Minute:
+		return "Less than a minute ago"
+	case d < time.Hour:
+		return plural(int(d.Minutes()), "minute")
+	case d < 48*time.Hour:
+		return plural(int(d.Hours()), "hour")
+	case d < 14*24*time.Hour:
+		return plural(int(d.Hours()/24), "day")
+	case d < 60*24*time.Hour:
+		return plural(int(d.Hours()/24/7), "week")
+	case d < 2*365*24*time.Hour:
+		return plural(int(d.Hours()/24/30), "month")
+	}
+	return plural(int(d.Hours()/24/365), "year")
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		if unit == "hour" {
+			return "An hour ago"
+		}
+		return "1 " + unit + " ago"
+	}
+	return fmt.Sprintf("%d %ss ago", n, unit)
+}
+
+func newRmiCmd(g *globals) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "rmi [flags] IMAGE...",
+		Short: "Remove images",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := openStore()
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			var failed error
+			for _, ref := range args {
+				res, err := s.Remove(ref, force)
+				for _, u := range res.Untagged {
+					fmt.Fprintf(cmd.OutOrStdout(), "Untagged: %s\n", u)
+				}
+				for _, d := range res.Deleted {
+					fmt.Fprintf(cmd.OutOrStdout(), "Deleted: %s\n", d)
+				}
+				if err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "devbox: %v\n", err)
+					failed = exitCode(1)
+				}
+			}
+			return failed
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove an image by ID even if it has several tags")
+	return cmd
+}
+
+func newImageCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "Manage images",
+	}
+	ls := newImagesCmd(g)
+	ls.Use, ls.Aliases = "ls", []string{"list"}
+	rm := newRmiCmd(g)
+	rm.Use, rm.Aliases = "rm [flags] IMAGE...", nil
+	cmd.AddCommand(newPullCmd(g), ls, rm, newImportCmd(g), newExportCmd(g))
+	return cmd
+}
+
+func newImportCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "import FILE [REPOSITORY[:TAG]]",
+		Short: "Import images from a docker save tarball, an OCI layout tar, or a root filesystem tar",
+		Example: `  docker save busybox | gzip > busybox.tar.gz && devbox image import busybox.tar.gz
+  devbox image import rootfs.tar mybase:1`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref := ""
+			if len(args) == 2 {
+				ref = args[1]
+			}
+			file, err := config.ExpandPath(args[0])
+			if err != nil {
+				return err
+			}
+			s, err := openStore()
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			imgs, err := s.Import(cmd.Context(), file, ref, nil)
+			if err != nil {
+				return err
+			}
+			for _, img := range imgs {
+				name := img.ID
+				if len(img.RepoTags) > 0 {
+					name = images.Familiar(img.RepoTags[0])
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Loaded image: %s\n", name)
+			}
+			return nil
+		},
+	}
+}
+
+func newExportCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "export IMAGE FILE",
+		Short: "Write an image to a tar file that docker load and OCI tools read",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			file, err := config.ExpandPath(args[1])
+			if err != nil {
+				return err
+			}
+			s, err := openStore()
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			// Write beside the target and rename, so a failed export never
+			// leaves a truncated file under the name the user asked for.
+			tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp-")
+			if err != nil {
+				return fmt.Errorf("export %s: %w", args[0], err)
+			}
+			defer os.Remove(tmp.Name())
+			if err := s.Export(cmd.Context(), args[0], tmp); err != nil {
+				tmp.Close()
+				return err
+			}
+			if err := tmp.Close(); err != nil {
+				return fmt.Errorf("export %s: %w", args[0], err)
+			}
+			if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+				return err
+			}
+			return os.Rename(tmp.Name(), file)
+		},
+	}
+}
