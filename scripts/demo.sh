@@ -17,7 +17,7 @@ cat > "$work/registry.yml" <<YML
 version: 0.1
 storage: {filesystem: {rootdirectory: $work/registry}, delete: {enabled: true}}
 http: {addr: 127.0.0.1:$port}
-log: {level: error}
+log: {level: error, accesslog: {disabled: true}}
 YML
 /usr/bin/docker-registry serve "$work/registry.yml" 2>"$work/registry.log" &
 reg_pid=$!
