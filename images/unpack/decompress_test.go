@@ -3,7 +3,9 @@ package unpack
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"io"
+	"path/filepath"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -80,6 +82,27 @@ func TestDecompressCorrupt(t *testing.T) {
 			if err == nil {
 				t.Fatal("no error for a corrupt stream")
 			}
+		})
+	}
+}
+
+// TestDecompressThenApply is what a pull does with each layer blob.
+func TestDecompressThenApply(t *testing.T) {
+	requireRoot(t)
+	layer := makeTar(t, dir("etc/"), file("etc/motd", "hello"), file("etc/.wh.issue", ""))
+	for name, blob := range map[string][]byte{"gzip": gzipBytes(t, layer), "zstd": zstdBytes(t, layer), "plain": layer} {
+		t.Run(name, func(t *testing.T) {
+			rc, err := Decompress(bytes.NewReader(blob))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			dir := t.TempDir()
+			if _, err := Apply(context.Background(), dir, rc, Options{Name: testImage}); err != nil {
+				t.Fatal(err)
+			}
+			assertContent(t, filepath.Join(dir, "etc/motd"), "hello")
+			assertWhiteout(t, filepath.Join(dir, "etc/issue"))
 		})
 	}
 }

@@ -38,11 +38,11 @@ func (a *applier) regular(hdr *tar.Header, content io.Reader, pfd int, p, base s
 	return a.setTimes(hdr, pfd, base)
 }
 
-// copyContent copies the entry's content to fd through the pooled buffer.
+// copyContent copies the entry's content to fd through the layer's buffer.
 // It does not use io.Copy: *os.File's ReadFrom would hide our buffer and
 // allocate a small one per file.
 func (a *applier) copyContent(fd int, r io.Reader) (int64, error) {
-	buf := *a.buf
+	buf := a.buf
 	var written int64
 	for {
 		n, rerr := r.Read(buf)
@@ -87,7 +87,7 @@ func (a *applier) directory(hdr *tar.Header, pfd int, p, base string) error {
 	if err != nil && err != unix.EEXIST {
 		return a.fail("create directory", err)
 	}
-	delete(a.implicit, p) // the tar lists it after all
+	a.implicit.delete(p) // the tar lists it after all
 	fd, err := unix.Openat(pfd, base, dirFlags, 0)
 	if err != nil {
 		return a.fail("open directory", err)
@@ -114,7 +114,7 @@ func (a *applier) setDirMeta(hdr *tar.Header, fd int, p string) error {
 	}); err != nil {
 		return err
 	}
-	a.dirTimes[p] = timespecs(hdr)
+	a.dirTimes.set(p, timespecs(hdr))
 	return nil
 }
 

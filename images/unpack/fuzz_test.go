@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -77,12 +76,6 @@ func FuzzApply(f *testing.F) {
 		if !fuzzable(data) {
 			t.Skip("declares content too big to write on every run")
 		}
-		t0 := time.Now()
-		defer func() {
-			fl, _ := os.OpenFile("/tmp/fz.log", os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-			fmt.Fprintf(fl, "%d %d\n", time.Since(t0).Microseconds(), len(data))
-			fl.Close()
-		}()
 		sandbox := newSandbox(t)
 		before := sandbox.snapshot(t)
 		_, err := applyJailed(sandbox.root, data)
@@ -288,4 +281,3 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		}
 	}
 }
-

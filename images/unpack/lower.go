@@ -28,6 +28,11 @@ import (
 // Lstat only, component by component, never following a symlink.
 func CheckLower(name string, implicit []string, lowers []string) error {
 	for _, p := range implicit {
+		// Paths come from Result.ImplicitDirs; anything else could walk
+		// out of the lower layers.
+		if clean, ok := cleanName(p); !ok || clean != p || p == "." {
+			return fmt.Errorf("%s: check lower layers: %q is not a clean relative path", layerOf(name), p)
+		}
 		if err := checkLowerPath(name, p, lowers); err != nil {
 			return err
 		}

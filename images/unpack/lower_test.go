@@ -85,6 +85,15 @@ func TestCheckLower(t *testing.T) {
 	}
 }
 
+func TestCheckLowerRejectsBadPaths(t *testing.T) {
+	lower := t.TempDir()
+	for _, p := range []string{"../etc", "/lib", "a/../b", ".", ""} {
+		if err := CheckLower(testImage, []string{p}, []string{lower}); err == nil {
+			t.Errorf("CheckLower(%q) = nil, want an error", p)
+		}
+	}
+}
+
 // TestCheckLowerWithApply stacks two applied layers: the upper one writes
 // lib/x without listing lib, which the lower one made a symlink to /etc.
 func TestCheckLowerWithApply(t *testing.T) {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -34,13 +33,9 @@ type Result struct {
 }
 
 // copyBufferSize is the chunk file content is copied in. Large chunks keep
-// the syscall count low for big files; the buffers are pooled across layers.
+// the syscall count low for big files. One buffer serves a whole layer; it
+// is not pooled, as a layer takes far longer to write than to allocate it.
 const copyBufferSize = 1 << 20
-
-var copyBuffers = sync.Pool{New: func() any {
-	b := make([]byte, copyBufferSize)
-	return &b
-}}
 
 // Apply reads an uncompressed tar stream from r and writes it into dir (which
 // must exist and be empty), in overlayfs layer form: ".wh.NAME" entries
@@ -111,12 +106,12 @@ type applier struct {
 	dir   string // the layer directory as given, for path-based xattr calls
 	root  int    // descriptor of dir
 	walk  walker
-	buf   *[]byte
+	buf   []byte
 
-	entry    string                      // raw name of the entry being applied, for errors
-	size     int64                       // Result.Size so far
-	implicit map[string]struct{}         // Result.ImplicitDirs so far
-	dirTimes map[string][2]unix.Timespec // set last: adding children changes them
+	entry    string                     // raw name of the entry being applied, for errors
+	size     int64                      // Result.Size so far
+	implicit *pathSet[struct{}]         // Result.ImplicitDirs so far
+	dirTimes *pathSet[[2]unix.Timespec] // set last: adding children changes them
 }
 
 func newApplier(ctx context.Context, image, dir string, root int) *applier {
@@ -125,9 +120,9 @@ func newApplier(ctx context.Context, image, dir string, root int) *applier {
 		image:    image,
 		dir:      dir,
 		root:     root,
-		buf:      copyBuffers.Get().(*[]byte),
-		implicit: make(map[string]struct{}),
-		dirTimes: make(map[string][2]unix.Timespec),
+		buf:      make([]byte, copyBufferSize),
+		implicit: newPathSet[struct{}](),
+		dirTimes: newPathSet[[2]unix.Timespec](),
 	}
 	a.walk = walker{root: root, created: a.addImplicit}
 	return a
@@ -136,21 +131,14 @@ func newApplier(ctx context.Context, image, dir string, root int) *applier {
 func (a *applier) close() {
 	a.walk.close()
 	unix.Close(a.root)
-	copyBuffers.Put(a.buf)
 }
 
-func (a *applier) addImplicit(path string) { a.implicit[path] = struct{}{} }
+func (a *applier) addImplicit(path string) { a.implicit.set(path, struct{}{}) }
 
 func (a *applier) result() Result {
-	r := Result{Size: a.size}
-	if len(a.implicit) > 0 {
-		r.ImplicitDirs = make([]string, 0, len(a.implicit))
-		for p := range a.implicit {
-			r.ImplicitDirs = append(r.ImplicitDirs, p)
-		}
-		slices.Sort(r.ImplicitDirs)
-	}
-	return r
+	dirs := a.implicit.paths()
+	slices.Sort(dirs)
+	return Result{Size: a.size, ImplicitDirs: dirs}
 }
 
 // applyAll applies every entry of tr, then the directories' times.
@@ -239,15 +227,8 @@ func (a *applier) walkErr(err error) error {
 // setDirTimes gives directories their times from the tar, last, since every
 // entry created inside a directory changed its mtime.
 func (a *applier) setDirTimes() error {
-	paths := make([]string, 0, len(a.dirTimes))
-	for p := range a.dirTimes {
-		paths = append(paths, p)
-	}
-	// Sorted, a directory's children follow it, which keeps the walk cheap.
-	slices.Sort(paths)
-	for _, p := range paths {
+	return a.dirTimes.each(func(p string, ts [2]unix.Timespec) error {
 		a.entry = p
-		ts := a.dirTimes[p]
 		parent, base := splitName(p) // "." splits into "." and "."
 		pfd, err := a.walk.resolve(parent, false)
 		if err != nil {
@@ -256,23 +237,14 @@ func (a *applier) setDirTimes() error {
 		if err := unix.UtimesNanoAt(pfd, base, ts[:], unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return a.fail("set directory times", err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // forget drops what the applier remembers of the tree at p, which was just
 // removed, so that a later file there neither counts as an implicit
 // directory nor gets a removed directory's times.
 func (a *applier) forget(p string) {
-	prefix := p + "/"
-	for q := range a.implicit {
-		if q == p || strings.HasPrefix(q, prefix) {
-			delete(a.implicit, q)
-		}
-	}
-	for q := range a.dirTimes {
-		if q == p || strings.HasPrefix(q, prefix) {
-			delete(a.dirTimes, q)
-		}
-	}
+	a.implicit.deleteTree(p)
+	a.dirTimes.deleteTree(p)
 }

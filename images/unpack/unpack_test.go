@@ -505,6 +505,7 @@ func TestApplyImplicitDirs(t *testing.T) {
 		{"absolute names", []entry{file("/x/y", "")}, []string{"x"}},
 		{"replaced by a file", []entry{file("a/b/c", ""), file("a", "")}, nil},
 		{"hardlink parent", []entry{file("f", ""), hardlink("l/f", "f")}, []string{"l"}},
+		{"inside a setgid directory", []entry{dir("g/").with(func(h *tar.Header) { h.Mode, h.Gid = 0o2775, 50 }), file("g/sub/f", "")}, []string{"g/sub"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -581,7 +582,7 @@ func TestApplyCancelMidStream(t *testing.T) {
 	defer cancel()
 	r := &cancelAfter{r: bytes.NewReader(makeTar(t, entries...)), n: 200 << 10, cancel: cancel}
 	layer := t.TempDir()
-	_, err := Apply(ctx, layer, iotestOneByteAtATime{r}, Options{Name: testImage})
+	_, err := Apply(ctx, layer, smallReads{r}, Options{Name: testImage})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Apply: %v, want context.Canceled", err)
 	}
@@ -590,10 +591,10 @@ func TestApplyCancelMidStream(t *testing.T) {
 	}
 }
 
-// iotestOneByteAtATime hands out small reads so cancellation lands mid-stream.
-type iotestOneByteAtATime struct{ r io.Reader }
+// smallReads hands out small reads so cancellation lands mid-stream.
+type smallReads struct{ r io.Reader }
 
-func (o iotestOneByteAtATime) Read(p []byte) (int, error) {
+func (o smallReads) Read(p []byte) (int, error) {
 	return o.r.Read(p[:min(len(p), 512)])
 }
 

@@ -143,7 +143,12 @@ func (w *walker) mkdir(at int, path, name string) (int, error) {
 	if err != nil {
 		return -1, &walkError{path: path, reason: "open directory", err: err}
 	}
-	// The umask may have taken bits off; the layer must not depend on it.
+	// A setgid parent would have passed its group on, and the umask may
+	// have taken bits off; the layer must depend on neither.
+	if err := unix.Fchown(fd, 0, 0); err != nil {
+		unix.Close(fd)
+		return -1, &walkError{path: path, reason: "chown directory", err: err}
+	}
 	if err := unix.Fchmod(fd, 0o755); err != nil {
 		unix.Close(fd)
 		return -1, &walkError{path: path, reason: "chmod directory", err: err}
