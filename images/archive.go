@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -514,6 +515,30 @@ func (s *Store) Export(ctx context.Context, ref string, w io.Writer) error {
 		return fmt.Errorf("export %s: %w", ref, err)
 	}
 	if err := s.export(ctx, img, w); err != nil {
+		return fmt.Errorf("export %s: %w", ref, err)
+	}
+	return nil
+}
+
+// ExportFile is Export to a file. It writes beside file and renames, so a
+// failed export never leaves a truncated file under the name asked for.
+func (s *Store) ExportFile(ctx context.Context, ref, file string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("export %s: %w", ref, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := s.Export(ctx, ref, tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("export %s: %w", ref, err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return fmt.Errorf("export %s: %w", ref, err)
+	}
+	if err := os.Rename(tmp.Name(), file); err != nil {
 		return fmt.Errorf("export %s: %w", ref, err)
 	}
 	return nil

@@ -49,7 +49,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	s := openStore(t)
 	reg := newRegistry(t, nil)
 	src := twoLayers(t)
-	push(t, reg+"/app:1", src)
+	imagegen.Push(t, reg+"/app:1", src)
 	pulled, err := s.Pull(context.Background(), reg+"/app:1", images.PullOptions{})
 	if err != nil {
 		t.Fatal(err)

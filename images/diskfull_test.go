@@ -28,10 +28,10 @@ func TestPullDiskFull(t *testing.T) {
 
 	reg := newRegistry(t, nil)
 	small := mustImage(t, host(), mustLayer(t, imagegen.Gzip, imagegen.File("small", "s", 0o644)))
-	push(t, reg+"/small:1", small)
+	imagegen.Push(t, reg+"/small:1", small)
 	big := make([]byte, 8<<20) // incompressible: blob and unpacked file both take 8 MB
 	rand.Read(big)
-	push(t, reg+"/big:1", mustImage(t, host(), mustLayer(t, imagegen.Gzip, imagegen.Entry{Name: "big", Mode: 0o644, Content: big})))
+	imagegen.Push(t, reg+"/big:1", mustImage(t, host(), mustLayer(t, imagegen.Gzip, imagegen.Entry{Name: "big", Mode: 0o644, Content: big})))
 
 	s := openStoreAt(t, root)
 	if _, err := s.Pull(context.Background(), reg+"/small:1", images.PullOptions{}); err != nil {

@@ -41,17 +41,6 @@ func newRegistry(t *testing.T, wrap func(http.Handler) http.Handler) string {
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
-func push(t *testing.T, ref string, img v1.Image) {
-	t.Helper()
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, img); err != nil {
-		t.Fatalf("push %s: %v", ref, err)
-	}
-}
-
 func pushIndex(t *testing.T, ref string, idx v1.ImageIndex) {
 	t.Helper()
 	r, err := name.ParseReference(ref)
@@ -117,7 +106,7 @@ func readLayerFile(t *testing.T, s *images.Store, img *images.Image, i int, p st
 func TestPullBusybox(t *testing.T) {
 	s := openStore(t)
 	reg := newRegistry(t, nil)
-	push(t, reg+"/library/busybox:1.36", imagegen.Busybox(t))
+	imagegen.Push(t, reg+"/library/busybox:1.36", imagegen.Busybox(t))
 
 	var events atomic.Int64
 	img, err := s.Pull(context.Background(), reg+"/library/busybox:1.36", images.PullOptions{
@@ -283,7 +272,7 @@ func TestPullByDigestAndCompressions(t *testing.T) {
 		mustLayer(t, imagegen.Zstd, imagegen.File("b", "zstd", 0o644)),
 		mustLayer(t, imagegen.None, imagegen.File("c", "plain", 0o644)),
 	)
-	push(t, reg+"/comp:1", img)
+	imagegen.Push(t, reg+"/comp:1", img)
 	d, _ := img.Digest()
 	got, err := s.Pull(context.Background(), reg+"/comp@"+d.String(), images.PullOptions{})
 	if err != nil {
@@ -304,8 +293,8 @@ func TestSharedLayersStoredOnce(t *testing.T) {
 	s := openStore(t)
 	reg := newRegistry(t, nil)
 	base := mustLayer(t, imagegen.Gzip, imagegen.File("base", strings.Repeat("b", 1000), 0o644))
-	push(t, reg+"/one:1", mustImage(t, host(), base, mustLayer(t, imagegen.Gzip, imagegen.File("one", "1", 0o644))))
-	push(t, reg+"/two:1", mustImage(t, host(), base, mustLayer(t, imagegen.Gzip, imagegen.File("two", "2", 0o644))))
+	imagegen.Push(t, reg+"/one:1", mustImage(t, host(), base, mustLayer(t, imagegen.Gzip, imagegen.File("one", "1", 0o644))))
+	imagegen.Push(t, reg+"/two:1", mustImage(t, host(), base, mustLayer(t, imagegen.Gzip, imagegen.File("two", "2", 0o644))))
 	var downloads atomic.Int64
 	count := func(e progress.Event) {
 		if e.Status == "Pull complete" {
@@ -364,7 +353,7 @@ func TestConcurrentPullsStoreOnce(t *testing.T) {
 	s := openStore(t)
 	root := filepath.Dir(s.Dir())
 	reg := newRegistry(t, nil)
-	push(t, reg+"/bb:1", imagegen.Busybox(t))
+	imagegen.Push(t, reg+"/bb:1", imagegen.Busybox(t))
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
 	for i := range errs {
@@ -394,7 +383,7 @@ func TestPullErrors(t *testing.T) {
 	s := openStore(t)
 	ctx := context.Background()
 	reg := newRegistry(t, nil)
-	push(t, reg+"/there:1", imagegen.Busybox(t))
+	imagegen.Push(t, reg+"/there:1", imagegen.Busybox(t))
 
 	// A port nothing listens on.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -477,7 +466,7 @@ func TestPullDigestMismatch(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	reg := strings.TrimPrefix(srv.URL, "http://")
-	push(t, reg+"/c:1", img)
+	imagegen.Push(t, reg+"/c:1", img)
 	corrupt.Store(true)
 	_, err := s.Pull(context.Background(), reg+"/c:1", images.PullOptions{})
 	if err == nil || !strings.Contains(err.Error(), "digest mismatch") {
@@ -505,7 +494,7 @@ func TestPullRetriesServerErrors(t *testing.T) {
 			h.ServeHTTP(w, r)
 		})
 	})
-	push(t, reg+"/flaky:1", imagegen.Busybox(t))
+	imagegen.Push(t, reg+"/flaky:1", imagegen.Busybox(t))
 	fails.Store(2)
 	if _, err := s.Pull(context.Background(), reg+"/flaky:1", images.PullOptions{}); err != nil {
 		t.Fatalf("pull through two 503s: %v", err)
@@ -528,7 +517,7 @@ func TestPullRefusesMaliciousLayers(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			ref := reg + "/bad/" + name + ":1"
-			push(t, ref, mustImage(t, host(), layers...))
+			imagegen.Push(t, ref, mustImage(t, host(), layers...))
 			_, err := s.Pull(context.Background(), ref, images.PullOptions{})
 			if err == nil || !strings.Contains(err.Error(), "bad/"+name) {
 				t.Fatalf("err = %v, want a refusal naming the image", err)
@@ -548,7 +537,7 @@ func TestPullCancelled(t *testing.T) {
 	reg := newRegistry(t, nil)
 	big := make([]byte, 8<<20)
 	rand.Read(big)
-	push(t, reg+"/big:1", mustImage(t, host(), mustLayer(t, imagegen.Gzip, imagegen.Entry{Name: "big", Mode: 0o644, Content: big})))
+	imagegen.Push(t, reg+"/big:1", mustImage(t, host(), mustLayer(t, imagegen.Gzip, imagegen.Entry{Name: "big", Mode: 0o644, Content: big})))
 	ctx, cancel := context.WithCancel(context.Background())
 	var once sync.Once
 	_, err := s.Pull(ctx, reg+"/big:1", images.PullOptions{Progress: func(e progress.Event) {

@@ -166,7 +166,7 @@ func (s *Store) Remove(ref string, force bool) (Removal, error) {
 			return imgs, nil
 		}
 		if tag == "" && len(img.RepoTags) > 1 && !force {
-			return nil, fmt.Errorf("image %s is tagged %d times (%s): remove the tags one by one, or use --force", shortID(img.ID), len(img.RepoTags), strings.Join(img.RepoTags, ", "))
+			return nil, fmt.Errorf("image %s is tagged %d times (%s): remove the tags one by one, or use --force", ShortID(img.ID), len(img.RepoTags), strings.Join(img.RepoTags, ", "))
 		}
 		for _, t := range img.RepoTags {
 			res.Untagged = append(res.Untagged, familiar(t))

@@ -119,7 +119,7 @@ func (s *Store) writeImage(ctx context.Context, name string, img v1.Image, repor
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(maxParallelLayers)
 	for i := range layers {
-		id := shortID(rec.Layers[i].Digest)
+		id := ShortID(rec.Layers[i].Digest)
 		report(progress.Event{ID: id, Status: "Waiting"})
 	}
 	for i, l := range layers {
@@ -200,7 +200,7 @@ func (s *Store) readLayerMeta(chainID string) (layerMeta, error) {
 // the unpacked layer is not stored yet, through the decompressor into a temp
 // layer directory at the same time. Broken streams are retried.
 func (s *Store) fetchLayer(ctx context.Context, name string, l v1.Layer, rec Layer, report progress.Func) (staged, error) {
-	id := shortID(rec.Digest)
+	id := ShortID(rec.Digest)
 	h, err := v1.NewHash(rec.Digest)
 	if err != nil {
 		return staged{}, err
@@ -253,7 +253,7 @@ func (e *DigestError) Error() string {
 }
 
 func (s *Store) fetchLayerOnce(ctx context.Context, name string, l v1.Layer, rec Layer, doUnpack bool, report progress.Func) (st staged, err error) {
-	id := shortID(rec.Digest)
+	id := ShortID(rec.Digest)
 	defer func() {
 		if err != nil {
 			if st.blobTmp != "" {
@@ -410,7 +410,8 @@ func chainID(diffIDs []v1.Hash) string {
 	return id
 }
 
-func shortID(digest string) string {
+// ShortID is the 12 hex digits of a digest that docker shows as an ID.
+func ShortID(digest string) string {
 	hexpart := strings.TrimPrefix(digest, "sha256:")
 	if len(hexpart) > 12 {
 		return hexpart[:12]

@@ -16,10 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/devbox-dev/devbox/internal/testutil/imagegen"
 	"github.com/devbox-dev/devbox/internal/testutil/registry"
@@ -83,24 +81,13 @@ func needRoot(t *testing.T) {
 	}
 }
 
-func push(t *testing.T, ref string, img v1.Image) {
-	t.Helper()
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, img); err != nil {
-		t.Fatalf("push %s: %v", ref, err)
-	}
-}
-
 // The built binary against Debian's docker-registry: pull, list, export,
 // remove, import, and run a program from the unpacked image.
 func TestPullImagesExportImportRmi(t *testing.T) {
 	needRoot(t)
 	reg := registry.Start(t)
 	ref := reg.Ref("tools/busybox:1.36")
-	push(t, ref, imagegen.Busybox(t))
+	imagegen.Push(t, ref, imagegen.Busybox(t))
 	root := t.TempDir()
 
 	out := mustRun(t, root, "pull", ref)
@@ -171,7 +158,7 @@ func TestPullImagesExportImportRmi(t *testing.T) {
 func TestErrors(t *testing.T) {
 	needRoot(t)
 	reg := registry.Start(t)
-	push(t, reg.Ref("there:1"), imagegen.Busybox(t))
+	imagegen.Push(t, reg.Ref("there:1"), imagegen.Busybox(t))
 	root := t.TempDir()
 	for _, tc := range []struct {
 		args []string
@@ -263,7 +250,7 @@ func TestKilledPullLeavesUsableStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref := host + "/slow:1"
-	push(t, ref, img)
+	imagegen.Push(t, ref, img)
 	root := t.TempDir()
 
 	for _, delay := range []time.Duration{30 * time.Millisecond, 150 * time.Millisecond, 400 * time.Millisecond, 700 * time.Millisecond, 1000 * time.Millisecond} {

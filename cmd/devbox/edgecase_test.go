@@ -85,7 +85,7 @@ func TestEdgeCaseImageThroughOverlay(t *testing.T) {
 	needRoot(t)
 	reg := registry.Start(t)
 	ref := reg.Ref("edge/cases:1")
-	push(t, ref, edgeCaseImage(t))
+	imagegen.Push(t, ref, edgeCaseImage(t))
 	root := t.TempDir()
 	mustRun(t, root, "pull", ref)
 	var imgs []struct{ Layers []struct{ ChainID string } }

@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -125,7 +123,7 @@ func newImagesCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("unknown --format %q: use table or json", format)
 			case quiet:
 				for _, img := range imgs {
-					fmt.Fprintln(out, shortID(img.ID))
+					fmt.Fprintln(out, images.ShortID(img.ID))
 				}
 				return nil
 			}
@@ -143,7 +141,7 @@ func newImagesCmd(g *globals) *cobra.Command {
 					} else if len(img.RepoDigests) > 0 {
 						repo, _, _ = strings.Cut(images.Familiar(img.RepoDigests[0]), "@")
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", repo, tag, shortID(img.ID), since(img.Created), progress.HumanSize(img.Size))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", repo, tag, images.ShortID(img.ID), since(img.Created), progress.HumanSize(img.Size))
 				}
 			}
 			return tw.Flush()
@@ -152,14 +150,6 @@ func newImagesCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&format, "format", "", "output format: table or json")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only image IDs")
 	return cmd
-}
-
-func shortID(id string) string {
-	h := strings.TrimPrefix(id, "sha256:")
-	if len(h) > 12 {
-		return h[:12]
-	}
-	return h
 }
 
 // since formats a time as docker does: "3 days ago".
@@ -293,24 +283,7 @@ func newExportCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			// Write beside the target and rename, so a failed export never
-			// leaves a truncated file under the name the user asked for.
-			tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp-")
-			if err != nil {
-				return fmt.Errorf("export %s: %w", args[0], err)
-			}
-			defer os.Remove(tmp.Name())
-			if err := s.Export(cmd.Context(), args[0], tmp); err != nil {
-				tmp.Close()
-				return err
-			}
-			if err := tmp.Close(); err != nil {
-				return fmt.Errorf("export %s: %w", args[0], err)
-			}
-			if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-				return err
-			}
-			return os.Rename(tmp.Name(), file)
+			return s.ExportFile(cmd.Context(), args[0], file)
 		},
 	}
 }
