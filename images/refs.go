@@ -154,6 +154,12 @@ type Removal struct {
 // (at once when ref is an ID and force is set or it has at most one tag).
 // Blobs and layers that no image uses are then deleted.
 func (s *Store) Remove(ref string, force bool) (Removal, error) {
+	return s.RemoveUnlessUsed(ref, force, nil)
+}
+
+// RemoveUnlessUsed is Remove, but before it deletes an image (rather than
+// only untag it) it asks inUse, and an error from inUse stops it.
+func (s *Store) RemoveUnlessUsed(ref string, force bool, inUse func(id string) error) (Removal, error) {
 	var res Removal
 	err := s.updateIndex(func(imgs []*Image) ([]*Image, error) {
 		img, tag, err := find(imgs, ref)
@@ -167,6 +173,11 @@ func (s *Store) Remove(ref string, force bool) (Removal, error) {
 		}
 		if tag == "" && len(img.RepoTags) > 1 && !force {
 			return nil, fmt.Errorf("image %s is tagged %d times (%s): remove the tags one by one, or use --force", ShortID(img.ID), len(img.RepoTags), strings.Join(img.RepoTags, ", "))
+		}
+		if inUse != nil {
+			if err := inUse(img.ID); err != nil {
+				return nil, err
+			}
 		}
 		for _, t := range img.RepoTags {
 			res.Untagged = append(res.Untagged, familiar(t))

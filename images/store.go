@@ -236,3 +236,30 @@ func diskErr(dir string, err error) error {
 	}
 	return err
 }
+
+// Config reads the stored config of img.
+func (s *Store) Config(img *Image) (*v1.ConfigFile, error) {
+	h, err := v1.NewHash(img.ID)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(s.blobPath(h))
+	if err != nil {
+		return nil, fmt.Errorf("read config of %s: %w (pull the image again)", ShortID(img.ID), err)
+	}
+	defer f.Close()
+	cfg, err := v1.ParseConfigFile(f)
+	if err != nil {
+		return nil, fmt.Errorf("read config of %s: %w", ShortID(img.ID), err)
+	}
+	return cfg, nil
+}
+
+// LayerDirs returns the unpacked layer directories of img, lowest first.
+func (s *Store) LayerDirs(img *Image) []string {
+	dirs := make([]string, len(img.Layers))
+	for i, l := range img.Layers {
+		dirs[i] = s.LayerDir(l.ChainID)
+	}
+	return dirs
+}

@@ -2,13 +2,13 @@ package images
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -57,7 +57,7 @@ func (s *Store) writeImage(ctx context.Context, name string, img v1.Image, repor
 	if err != nil {
 		return nil, fmt.Errorf("read manifest: %w", err)
 	}
-	manifest, err := v1.ParseManifest(strings.NewReader(string(rawManifest)))
+	manifest, err := v1.ParseManifest(bytes.NewReader(rawManifest))
 	if err != nil {
 		return nil, fmt.Errorf("parse manifest: %w", err)
 	}
@@ -65,7 +65,7 @@ func (s *Store) writeImage(ctx context.Context, name string, img v1.Image, repor
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	cfg, err := v1.ParseConfigFile(strings.NewReader(string(rawConfig)))
+	cfg, err := v1.ParseConfigFile(bytes.NewReader(rawConfig))
 	if err != nil {
 		return nil, fmt.Errorf("parse config: %w", err)
 	}
@@ -403,9 +403,7 @@ func sha256Digest(b []byte) string {
 func chainID(diffIDs []v1.Hash) string {
 	id := diffIDs[0].String()
 	for _, d := range diffIDs[1:] {
-		var h hash.Hash = sha256.New()
-		h.Write([]byte(id + " " + d.String()))
-		id = "sha256:" + hex.EncodeToString(h.Sum(nil))
+		id = sha256Digest([]byte(id + " " + d.String()))
 	}
 	return id
 }

@@ -15,14 +15,6 @@ import (
 	"github.com/devbox-dev/devbox/progress"
 )
 
-func openStore() (*images.Store, error) {
-	root, err := config.DataRoot()
-	if err != nil {
-		return nil, err
-	}
-	return images.Open(root)
-}
-
 func newPullCmd(g *globals) *cobra.Command {
 	var platform string
 	var insecure []string
@@ -43,11 +35,11 @@ func newPullCmd(g *globals) *cobra.Command {
 				}
 				opts.Platform = p
 			}
-			s, err := openStore()
+			e, err := newEngine()
 			if err != nil {
 				return err
 			}
-			defer s.Close()
+			defer e.Close()
 			out := cmd.OutOrStdout()
 			var r *progress.Renderer
 			downloaded := false
@@ -61,7 +53,7 @@ func newPullCmd(g *globals) *cobra.Command {
 				}
 				fmt.Fprintf(out, "Pulling %s\n", args[0])
 			}
-			img, err := s.Pull(cmd.Context(), args[0], opts)
+			img, err := e.Pull(cmd.Context(), args[0], opts)
 			if r != nil {
 				r.Flush()
 			}
@@ -101,12 +93,12 @@ func newImagesCmd(g *globals) *cobra.Command {
 		Short:   "List images",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openStore()
+			e, err := newEngine()
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			imgs, err := s.List()
+			defer e.Close()
+			imgs, err := e.Images(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -157,32 +149,39 @@ func since(t time.Time) string {
 	if t.IsZero() {
 		return "N/A"
 	}
-	d := time.Since(t)
-	switch {
-	case d < time.Minute:
-		return "Less than a minute ago"
-	case d < time.Hour:
-		return plural(int(d.Minutes()), "minute")
-	case d < 48*time.Hour:
-		return plural(int(d.Hours()), "hour")
-	case d < 14*24*time.Hour:
-		return plural(int(d.Hours()/24), "day")
-	case d < 60*24*time.Hour:
-		return plural(int(d.Hours()/24/7), "week")
-	case d < 2*365*24*time.Hour:
-		return plural(int(d.Hours()/24/30), "month")
-	}
-	return plural(int(d.Hours()/24/365), "year")
+	return humanDuration(time.Since(t)) + " ago"
 }
 
-func plural(n int, unit string) string {
-	if n == 1 {
-		if unit == "hour" {
-			return "An hour ago"
-		}
-		return "1 " + unit + " ago"
+// humanDuration is docker's (go-units) rendering of a duration.
+func humanDuration(d time.Duration) string {
+	switch s := int(d.Seconds()); {
+	case s < 1:
+		return "Less than a second"
+	case s == 1:
+		return "1 second"
+	case s < 60:
+		return fmt.Sprintf("%d seconds", s)
 	}
-	return fmt.Sprintf("%d %ss ago", n, unit)
+	switch m := int(d.Minutes()); {
+	case m == 1:
+		return "About a minute"
+	case m < 60:
+		return fmt.Sprintf("%d minutes", m)
+	}
+	switch h := int(d.Hours() + 0.5); {
+	case h == 1:
+		return "About an hour"
+	case h < 48:
+		return fmt.Sprintf("%d hours", h)
+	case h < 24*7*2:
+		return fmt.Sprintf("%d days", h/24)
+	case h < 24*30*2:
+		return fmt.Sprintf("%d weeks", h/24/7)
+	case h < 24*365*2:
+		return fmt.Sprintf("%d months", h/24/30)
+	default:
+		return fmt.Sprintf("%d years", int(d.Hours())/24/365)
+	}
 }
 
 func newRmiCmd(g *globals) *cobra.Command {
@@ -192,14 +191,14 @@ func newRmiCmd(g *globals) *cobra.Command {
 		Short: "Remove images",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openStore()
+			e, err := newEngine()
 			if err != nil {
 				return err
 			}
-			defer s.Close()
+			defer e.Close()
 			var failed error
 			for _, ref := range args {
-				res, err := s.Remove(ref, force)
+				res, err := e.RemoveImage(cmd.Context(), ref, force)
 				for _, u := range res.Untagged {
 					fmt.Fprintf(cmd.OutOrStdout(), "Untagged: %s\n", u)
 				}
@@ -247,12 +246,12 @@ func newImportCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, err := openStore()
+			e, err := newEngine()
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			imgs, err := s.Import(cmd.Context(), file, ref, nil)
+			defer e.Close()
+			imgs, err := e.ImportImage(cmd.Context(), file, ref)
 			if err != nil {
 				return err
 			}
@@ -278,12 +277,12 @@ func newExportCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, err := openStore()
+			e, err := newEngine()
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			return s.ExportFile(cmd.Context(), args[0], file)
+			defer e.Close()
+			return e.ExportImage(cmd.Context(), args[0], file)
 		},
 	}
 }

@@ -9,12 +9,17 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/devbox-dev/devbox/runtime"
 )
 
 // version is set at build time: -ldflags "-X main.version=..."
 var version = "dev"
 
 func main() {
+	// The container runtime re-executes this binary as each container's
+	// init stage; there Init sets the container up and never returns.
+	runtime.Init()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()

@@ -38,6 +38,9 @@ $DEVBOX_ROOT (default /var/lib/devbox).`,
 		newImagesCmd(g),
 		newRmiCmd(g),
 		newImageCmd(g),
+		newRunCmd(g),
+		newPsCmd(g),
+		newRmCmd(g),
 	)
 	return root
 }
