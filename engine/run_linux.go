@@ -122,6 +122,7 @@ func (l *Local) start(ctx context.Context, c *Container, sp *specs.Spec, layers 
 		return l.finish(c, Exit{Code: 125}, "", fmt.Errorf("cgroup: %w", err))
 	}
 	defer func() {
+		cg.Close()
 		cg.Kill()
 		cg.Delete()
 	}()

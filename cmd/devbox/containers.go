@@ -107,4 +107,3 @@ func newRmCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill and remove a running container")
 	return cmd
 }
-

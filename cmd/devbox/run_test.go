@@ -1,0 +1,337 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+
+	"github.com/devbox-dev/devbox/internal/testutil/imagegen"
+	"github.com/devbox-dev/devbox/internal/testutil/registry"
+)
+
+// busyboxStore pushes a busybox image (plus a user and a group) to a real
+// registry and pulls it into a fresh store; it returns the store and ref.
+func busyboxStore(t *testing.T) (root, ref string) {
+	t.Helper()
+	needRoot(t)
+	entries, err := imagegen.BusyboxEntries()
+	if err != nil {
+		t.Skip(err)
+	}
+	for i, e := range entries {
+		switch e.Name {
+		case "etc/passwd":
+			entries[i].Content = append(e.Content, "app:x:1000:1000:app:/home/app:/bin/sh\n"...)
+		case "etc/group":
+			entries[i].Content = append(e.Content, "app:x:1000:\nextra:x:3000:app\n"...)
+		}
+	}
+	l, err := imagegen.Layer(entries...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := imagegen.Image(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registry.Start(t)
+	ref = reg.Ref("bb:run")
+	imagegen.Push(t, ref, img)
+	root = t.TempDir()
+	mustRun(t, root, "pull", "-q", ref)
+	return root, ref
+}
+
+// devboxIn runs devbox with stdin.
+func devboxIn(t *testing.T, root, stdin string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(devboxBin, args...)
+	cmd.Env = append(os.Environ(), "DEVBOX_ROOT="+root)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestRunBehavesLikeDockerRun(t *testing.T) {
+	root, ref := busyboxStore(t)
+	hostDir := t.TempDir()
+	os.WriteFile(filepath.Join(hostDir, "in"), []byte("from host"), 0o644)
+	for _, tc := range []struct {
+		name  string
+		stdin string
+		args  []string
+		code  int
+		out   string // exact stdout, or a prefix with "..."
+		err   string // substring of stderr
+	}{
+		{name: "echo", args: []string{"IMG", "echo", "hello"}, out: "hello\n"},
+		{name: "stdout and stderr apart", args: []string{"IMG", "sh", "-c", "echo out; echo err >&2"}, out: "out\n", err: "err"},
+		{name: "exit code", args: []string{"IMG", "sh", "-c", "exit 3"}, code: 3},
+		{name: "killed child", args: []string{"IMG", "sh", "-c", `sh -c 'kill -9 $$'; exit $?`}, code: 137},
+		{name: "not found", args: []string{"IMG", "nope"}, code: 127, err: `exec: "nope": executable file not found`},
+		{name: "not executable", args: []string{"IMG", "/etc/passwd"}, code: 126},
+		{name: "pid 1", args: []string{"IMG", "sh", "-c", "echo $$"}, out: "1\n"},
+		{name: "hostname", args: []string{"--hostname", "box", "--network", "none", "IMG", "hostname"}, out: "box\n"},
+		{name: "env", args: []string{"-e", "A=1", "-e", "HOME", "IMG", "sh", "-c", "echo $A $PATH"}, out: "1 /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"},
+		{name: "workdir created", args: []string{"-w", "/made/here", "IMG", "pwd"}, out: "/made/here\n"},
+		{name: "user by name", args: []string{"-u", "app", "IMG", "id"}, out: "uid=1000(app) gid=1000(app) groups=1000(app),3000(extra)\n"},
+		{name: "user by uid:gid", args: []string{"-u", "4000:5000", "IMG", "sh", "-c", "id -u; id -g"}, out: "4000\n5000\n"},
+		{name: "unknown user", args: []string{"-u", "ghost", "IMG", "true"}, code: 125, err: "unable to find user ghost"},
+		{name: "entrypoint", args: []string{"--entrypoint", "echo", "IMG", "x"}, out: "x\n"},
+		{name: "stdin to EOF", stdin: "line1\nline2\n", args: []string{"-i", "IMG", "cat"}, out: "line1\nline2\n"},
+		{name: "no stdin without -i", stdin: "ignored\n", args: []string{"IMG", "cat"}, out: ""},
+		{name: "bind ro", args: []string{"-v", hostDir + ":/h:ro", "IMG", "sh", "-c", "cat /h/in; touch /h/x"}, code: 1, out: "from host", err: "Read-only file system"},
+		{name: "bind rw", args: []string{"-v", hostDir + ":/h", "IMG", "sh", "-c", "echo back > /h/out"}},
+		{name: "missing bind source", args: []string{"-v", "/no/such/dir:/x", "IMG", "true"}, code: 125, err: "bind mount source /no/such/dir does not exist"},
+		{name: "read-only root", args: []string{"--read-only", "IMG", "touch", "/x"}, code: 1, err: "Read-only file system"},
+		{name: "tmpfs", args: []string{"--read-only", "--tmpfs", "/scratch", "IMG", "sh", "-c", "echo ok > /scratch/f && cat /scratch/f"}, out: "ok\n"},
+		{name: "capabilities", args: []string{"IMG", "sh", "-c", "grep CapEff /proc/self/status"}, out: "CapEff:\t00000000a80425fb\n"},
+		{name: "no new privs", args: []string{"IMG", "sh", "-c", "grep NoNewPrivs /proc/self/status"}, out: "NoNewPrivs:\t1\n"},
+		{name: "masked proc files", args: []string{"IMG", "sh", "-c", "cat /proc/keys /proc/timer_list | wc -c"}, out: "0\n"},
+		{name: "proc sys read-only", args: []string{"IMG", "sh", "-c", "echo 1 > /proc/sys/kernel/domainname"}, code: 1},
+		{name: "sys read-only", args: []string{"IMG", "sh", "-c", "touch /sys/x"}, code: 1},
+		{name: "unknown image", args: []string{"--pull", "never", "nothere:1", "true"}, code: 125, err: "not in the store"},
+		{name: "bad memory", args: []string{"--memory", "lots", "IMG", "true"}, code: 125, err: "invalid --memory"},
+		{name: "bad pull policy", args: []string{"--pull", "sometimes", "IMG", "true"}, code: 125, err: "invalid --pull"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"run", "--rm"}
+			for _, a := range tc.args {
+				if a == "IMG" {
+					a = ref
+				}
+				args = append(args, a)
+			}
+			r := devboxIn(t, root, tc.stdin, args...)
+			if r.code != tc.code {
+				t.Errorf("devbox %s: exit %d, want %d\nstdout %q\nstderr %q", strings.Join(args, " "), r.code, tc.code, r.stdout, r.stderr)
+			}
+			if tc.out != "" && r.stdout != tc.out {
+				t.Errorf("stdout %q, want %q", r.stdout, tc.out)
+			}
+			if tc.err != "" && !strings.Contains(r.stderr, tc.err) {
+				t.Errorf("stderr %q, want it to contain %q", r.stderr, tc.err)
+			}
+		})
+	}
+	if b, err := os.ReadFile(filepath.Join(hostDir, "out")); err != nil || string(b) != "back\n" {
+		t.Errorf("write through the rw bind: %q, %v", b, err)
+	}
+	if out := mustRun(t, root, "ps", "-aq"); out != "" {
+		t.Errorf("--rm left containers: %q", out)
+	}
+	assertNoMounts(t, root)
+}
+
+// assertNoMounts checks that nothing under root is mounted in this (the
+// host's) mount namespace.
+func assertNoMounts(t *testing.T, root string) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), root) {
+		t.Errorf("mounts left under %s:\n%s", root, b)
+	}
+}
+
+func TestRunSeccompRefuses(t *testing.T) {
+	root, ref := busyboxStore(t)
+	r := devbox(t, root, "run", "--rm", ref, "sh", "-c", "grep Seccomp: /proc/self/status; unshare -m true; echo unshare=$?")
+	if !strings.Contains(r.stdout, "Seccomp:\t2") || !strings.Contains(r.stdout, "unshare=1") {
+		t.Errorf("seccomp not in effect: %q %q", r.stdout, r.stderr)
+	}
+}
+
+func TestRunKeepsContainerWithoutRm(t *testing.T) {
+	root, ref := busyboxStore(t)
+	r := devbox(t, root, "run", "--name", "kept", ref, "sh", "-c", "echo data > /f; exit 4")
+	if r.code != 4 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	ps := mustRun(t, root, "ps", "-a")
+	if !strings.Contains(ps, "kept") || !strings.Contains(ps, "Exited (4)") {
+		t.Errorf("ps -a:\n%s", ps)
+	}
+	if mustRun(t, root, "ps") != "CONTAINER ID   IMAGE   COMMAND   CREATED   STATUS   NAMES\n" {
+		t.Errorf("ps without -a lists an exited container")
+	}
+	if r := devbox(t, root, "run", "--name", "kept", ref, "true"); r.code != 125 || !strings.Contains(r.stderr, `"kept" is already in use`) {
+		t.Errorf("duplicate name: exit %d %q", r.code, r.stderr)
+	}
+	if r := devbox(t, root, "rmi", ref); r.code == 0 || !strings.Contains(r.stderr, "used by container kept") {
+		t.Errorf("rmi of an image in use: exit %d %q", r.code, r.stderr)
+	}
+	mustRun(t, root, "rm", "kept")
+	if out := mustRun(t, root, "ps", "-aq"); out != "" {
+		t.Errorf("rm left %q", out)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(root, "containers")); len(ents) > 1 { // the lock file stays
+		t.Errorf("rm left %d entries in containers/", len(ents))
+	}
+	assertNoMounts(t, root)
+}
+
+func TestRunCgroupLimits(t *testing.T) {
+	root, ref := busyboxStore(t)
+	r := devbox(t, root, "run", "--rm", "--memory", "32m", ref, "sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived")
+	if r.code != 137 || !strings.Contains(r.stderr, "out of memory") {
+		t.Errorf("memory hog: exit %d, stderr %q, stdout %q", r.code, r.stderr, r.stdout)
+	}
+	r = devbox(t, root, "run", "--rm", "--pids-limit", "20", ref, "sh", "-c", `n=0; while [ $n -lt 50 ]; do sleep 5 & n=$((n+1)); done; kill $(jobs -p) 2>/dev/null`)
+	if !strings.Contains(r.stderr, "can't fork") {
+		t.Errorf("50 processes were not stopped at --pids-limit 20: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = devbox(t, root, "run", "--rm", "--cpus", "0.5", ref, "sh", "-c", "cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || echo no-cgroupfs")
+	if r.code != 0 {
+		t.Errorf("--cpus: exit %d %q", r.code, r.stderr)
+	}
+}
+
+func TestRunConcurrent(t *testing.T) {
+	root, ref := busyboxStore(t)
+	var wg sync.WaitGroup
+	fails := make(chan string, 50)
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command(devboxBin, "run", "--rm", ref, "echo", fmt.Sprint(i))
+			cmd.Env = append(os.Environ(), "DEVBOX_ROOT="+root)
+			out, err := cmd.CombinedOutput()
+			if err != nil || string(out) != fmt.Sprintf("%d\n", i) {
+				fails <- fmt.Sprintf("run %d: %v %q", i, err, out)
+			}
+		}()
+	}
+	wg.Wait()
+	close(fails)
+	for f := range fails {
+		t.Error(f)
+	}
+	if out := mustRun(t, root, "ps", "-aq"); out != "" {
+		t.Errorf("left containers: %q", out)
+	}
+}
+
+// devbox killed with SIGKILL takes its container with it, and the next
+// command cleans up.
+func TestRunKilledDevbox(t *testing.T) {
+	root, ref := busyboxStore(t)
+	cmd := exec.Command(devboxBin, "run", "--name", "victim", ref, "sh", "-c", "echo $PPID; sleep 300")
+	cmd.Env = append(os.Environ(), "DEVBOX_ROOT="+root)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	sc.Scan() // the container started
+	ps := mustRun(t, root, "ps")
+	if !strings.Contains(ps, "victim") || !strings.Contains(ps, "Up ") {
+		t.Errorf("ps while running:\n%s", ps)
+	}
+	sleepers := func() int {
+		n := 0
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+			if string(b) == "sleep\x00300\x00" {
+				n++
+			}
+		}
+		return n
+	}
+	if sleepers() == 0 {
+		t.Fatal("the container's sleep is not running")
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for sleepers() > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := sleepers(); n > 0 {
+		t.Fatalf("%d container processes outlived devbox", n)
+	}
+	ps = mustRun(t, root, "ps", "-a")
+	if !strings.Contains(ps, "victim") || !strings.Contains(ps, "Exited (137)") {
+		t.Errorf("after devbox was killed, ps -a:\n%s", ps)
+	}
+	mustRun(t, root, "rm", "victim")
+	assertNoMounts(t, root)
+}
+
+// -it through a real pty: echo, window size, exit code.
+func TestRunTTY(t *testing.T) {
+	root, ref := busyboxStore(t)
+	cmd := exec.Command(devboxBin, "run", "--rm", "-it", ref, "sh")
+	cmd.Env = append(os.Environ(), "DEVBOX_ROOT="+root, "TERM=xterm")
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 33, Cols: 111})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(b)
+			mu.Lock()
+			buf.Write(b[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	waitFor := func(s string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			mu.Lock()
+			ok := strings.Contains(buf.String(), s)
+			mu.Unlock()
+			if ok {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("never saw %q in %q", s, buf.String())
+	}
+	ptmx.Write([]byte("stty size\r"))
+	waitFor("33 111")
+	pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: 100})
+	time.Sleep(200 * time.Millisecond)
+	ptmx.Write([]byte("stty size\r"))
+	waitFor("40 100")
+	ptmx.Write([]byte("exit 7\r"))
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
+		t.Errorf("exit: %v, want 7", err)
+	}
+}
