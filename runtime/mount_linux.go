@@ -255,7 +255,10 @@ func setupRootfs(cfg *initConfig) error {
 }
 
 // mountOverlay mounts the layers' overlay at root. Overlayfs wants the
-// top-most lower layer first.
+// top-most lower layer first. The rootfs is nodev, as /dev is: containers
+// keep CAP_MKNOD (Docker's default set) and there is no device cgroup yet,
+// so a node a container makes must not open; the devices it needs are the
+// host's, bound in.
 func mountOverlay(root string, layers []string, upper, work string) error {
 	if len(layers) == 0 {
 		// pivot_root needs a mount point.
@@ -283,7 +286,7 @@ func mountOverlay(root string, layers []string, upper, work string) error {
 	data := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work
 	escape = escape || strings.ContainsAny(upper+work, ",:\\")
 	if !escape && len(data) < os.Getpagesize()-1 {
-		return unix.Mount("overlay", root, "overlay", 0, data)
+		return unix.Mount("overlay", root, "overlay", unix.MS_NODEV, data)
 	}
 	// Too long for mount(2)'s one page of options, or in need of
 	// escaping: give the layers one by one (Linux 6.8+).
@@ -315,7 +318,7 @@ func mountOverlay(root string, layers []string, upper, work string) error {
 	if err := unix.FsconfigCreate(fs); err != nil {
 		return fmt.Errorf("create overlay: %w", err)
 	}
-	mnt, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, 0)
+	mnt, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NODEV)
 	if err != nil {
 		return fmt.Errorf("fsmount: %w", err)
 	}
@@ -633,7 +636,7 @@ func (r *rootfs) populateDev(console string) error {
 	}
 	defer unix.Close(dfd)
 	for _, d := range defaultDevices {
-		if err := r.mknod(dfd, "dev/"+d.name, d.name, unix.S_IFCHR|0o666, d.major, d.minor, 0, 0, "/dev/"+d.name); err != nil {
+		if err := r.bindDevice("dev/"+d.name, "/dev/"+d.name); err != nil {
 			return err
 		}
 	}
@@ -655,23 +658,36 @@ func (r *rootfs) populateDev(console string) error {
 	return nil
 }
 
-// mknod makes a device node rel (named name in dfd), or, when the kernel
-// refuses, binds the host's hostPath there.
+// bindDevice puts the host's device node hostPath at rel. It binds rather
+// than mknods: /dev and the rootfs are nodev, and a bind mount of a node is
+// a mount of its own, without that flag.
+func (r *rootfs) bindDevice(rel, hostPath string) error {
+	fd, err := r.mkfile(rel)
+	if err != nil {
+		return fmt.Errorf("device /%s: %w", rel, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Mount(hostPath, fdPath(fd), "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("device /%s: bind %s: %w", rel, hostPath, err)
+	}
+	return nil
+}
+
+// mknod makes the device node rel (named name in dfd) for a device the
+// spec lists. When the host has that very node at the same path it is
+// bound in, and so usable; otherwise the node is made, and opens only on
+// a mount without nodev (not /dev, not the rootfs).
 func (r *rootfs) mknod(dfd int, rel, name string, mode, major, minor uint32, uid, gid int, hostPath string) error {
+	var st unix.Stat_t
+	if unix.Stat(hostPath, &st) == nil && st.Mode&unix.S_IFMT == mode&unix.S_IFMT && st.Rdev == unix.Mkdev(major, minor) {
+		return r.bindDevice(rel, hostPath)
+	}
 	err := unix.Mknodat(dfd, name, mode, int(unix.Mkdev(major, minor)))
 	if err == unix.EEXIST {
 		return nil // the image has one already
 	}
 	if err != nil {
-		fd, ferr := r.mkfile(rel)
-		if ferr != nil {
-			return fmt.Errorf("mknod /%s: %w (and %v)", rel, err, ferr)
-		}
-		defer unix.Close(fd)
-		if berr := unix.Mount(hostPath, fdPath(fd), "", unix.MS_BIND, ""); berr != nil {
-			return fmt.Errorf("mknod /%s: %w (and bind %s: %v)", rel, err, hostPath, berr)
-		}
-		return nil
+		return fmt.Errorf("mknod /%s: %w", rel, err)
 	}
 	if uid != 0 || gid != 0 {
 		if err := unix.Fchownat(dfd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {

@@ -335,3 +335,26 @@ func TestRunTTY(t *testing.T) {
 		t.Errorf("exit: %v, want 7", err)
 	}
 }
+
+// Containers keep CAP_MKNOD, as in docker, but a device node they make
+// must not open: the host's disk stays out of reach.
+func TestRunCannotOpenDevicesItMakes(t *testing.T) {
+	root, ref := busyboxStore(t)
+	var st syscall.Stat_t
+	if err := syscall.Stat("/", &st); err != nil {
+		t.Fatal(err)
+	}
+	major, minor := st.Dev>>8&0xfff, st.Dev&0xff|st.Dev>>12&0xfff00
+	hostDir := t.TempDir()
+	script := fmt.Sprintf(`for d in /disk /dev/disk /tmp/disk /h/disk; do mknod $d b %d %d && head -c 512 $d >/dev/null && echo "read $d"; done; head -c 1 /dev/zero | wc -c`, major, minor)
+	r := devbox(t, root, "run", "--rm", "-v", hostDir+":/h", ref, "sh", "-c", script)
+	if strings.Contains(r.stdout, "read ") {
+		t.Errorf("a container read the host's disk through a node it made:\n%s%s", r.stdout, r.stderr)
+	}
+	if !strings.HasSuffix(r.stdout, "1\n") {
+		t.Errorf("/dev/zero does not work: %q %q", r.stdout, r.stderr)
+	}
+	if strings.Count(r.stderr, "Permission denied") != 4 {
+		t.Errorf("want each open refused:\n%s", r.stderr)
+	}
+}

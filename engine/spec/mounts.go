@@ -15,7 +15,7 @@ import (
 func defaultMounts() []specs.Mount {
 	return []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
-		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "strictatime", "mode=755", "size=65536k"}},
 		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
 		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 		// "cgroup" as Docker writes it: the runtime mounts cgroup2 on a
@@ -135,9 +135,11 @@ func bindMount(b Bind) (specs.Mount, error) {
 }
 
 func bindOf(src, dest string, ro bool) specs.Mount {
-	opts := []string{"rbind", "rprivate"}
+	// nodev: containers keep CAP_MKNOD (Docker's default set), and with
+	// no device cgroup yet, a node made on a host directory must not open.
+	opts := []string{"rbind", "nodev", "rprivate"}
 	if ro {
-		opts = []string{"rbind", "ro", "rprivate"}
+		opts = []string{"rbind", "ro", "nodev", "rprivate"}
 	}
 	return specs.Mount{Destination: dest, Type: "bind", Source: src, Options: opts}
 }
