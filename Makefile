@@ -9,8 +9,9 @@ CRANE_VERSION := v0.22.1
 
 all: build
 
+# Static (no cgo): the same binary runs as a container's --init.
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/devbox ./cmd/devbox
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o bin/devbox ./cmd/devbox
 
 # deps installs what the tests and benchmarks need on Debian 12.
 deps:

@@ -40,6 +40,8 @@ type RunOptions struct {
 	Pull     PullPolicy
 	Platform string
 	Insecure []string
+	// Init runs devbox's minimal init as PID 1 (--init).
+	Init bool
 	// Spec holds the flags that shape the container itself.
 	Spec spec.Options
 }

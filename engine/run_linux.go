@@ -16,6 +16,7 @@ import (
 	"github.com/devbox-dev/devbox/runtime"
 	"github.com/devbox-dev/devbox/runtime/cgroups"
 	"github.com/devbox-dev/devbox/runtime/seccomp"
+	"github.com/devbox-dev/devbox/runtime/tini"
 )
 
 // Run creates the container, runs it to its end and records how it ended.
@@ -70,6 +71,9 @@ func (l *Local) create(ctx context.Context, o RunOptions, stdio IO) (*Container,
 		}
 		if err == nil {
 			sp.Linux.Seccomp, err = seccomp.Default(sp.Process.Capabilities.Bounding)
+		}
+		if err == nil && o.Init {
+			err = withInit(sp)
 		}
 		if err == nil {
 			err = mkdirs(dir, "rootfs")
@@ -246,4 +250,16 @@ func forwardSignals(rc *runtime.Container, sigs <-chan os.Signal) (stop func()) 
 		}
 	}()
 	return func() { close(done) }
+}
+
+// withInit makes devbox's own init (package tini) the container's PID 1:
+// this very binary, which is static, bound read-only at tini.Path.
+func withInit(sp *specs.Spec) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("--init: find the devbox binary: %w", err)
+	}
+	sp.Mounts = append(sp.Mounts, specs.Mount{Destination: tini.Path, Type: "bind", Source: exe, Options: []string{"bind", "ro", "nosuid", "nodev"}})
+	sp.Process.Args = append([]string{tini.Path, "--"}, sp.Process.Args...)
+	return nil
 }

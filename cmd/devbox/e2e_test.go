@@ -35,7 +35,9 @@ func TestMain(m *testing.M) {
 			log.Fatal(err)
 		}
 		devboxBin = filepath.Join(dir, "devbox")
-		if out, err := exec.Command("go", "build", "-o", devboxBin, ".").CombinedOutput(); err != nil {
+		build := exec.Command("go", "build", "-o", devboxBin, ".")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as make builds it: --init needs that
+		if out, err := build.CombinedOutput(); err != nil {
 			log.Fatalf("build devbox: %v\n%s", err, out)
 		}
 		defer os.RemoveAll(dir)

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/devbox-dev/devbox/runtime"
+	"github.com/devbox-dev/devbox/runtime/tini"
 )
 
 // version is set at build time: -ldflags "-X main.version=..."
@@ -18,8 +19,10 @@ var version = "dev"
 
 func main() {
 	// The container runtime re-executes this binary as each container's
-	// init stage; there Init sets the container up and never returns.
+	// init stage, and --init runs it as a container's PID 1: in both
+	// cases these never return.
 	runtime.Init()
+	tini.Main()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()

@@ -26,14 +26,14 @@ import (
 
 // runFlags are docker run's flags, as typed.
 type runFlags struct {
-	rm, interactive, tty, readOnly  bool
-	env, envFiles, volumes, tmpfs   []string
-	workdir, user, entrypoint, name string
-	hostname, network, memory, cpus string
-	platform, pull                  string
-	pidsLimit                       int64
-	insecure                        []string
-	entrypointSet                   bool
+	rm, interactive, tty, readOnly, init bool
+	env, envFiles, volumes, tmpfs        []string
+	workdir, user, entrypoint, name      string
+	hostname, network, memory, cpus      string
+	platform, pull                       string
+	pidsLimit                            int64
+	insecure                             []string
+	entrypointSet                        bool
 }
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -71,6 +71,7 @@ func newRunCmd(g *globals) *cobra.Command {
 	fl.StringVarP(&f.memory, "memory", "m", "", "memory limit, like 512m or 2g")
 	fl.StringVar(&f.cpus, "cpus", "", "number of CPUs, like 1.5")
 	fl.Int64Var(&f.pidsLimit, "pids-limit", 0, "limit the number of processes")
+	fl.BoolVar(&f.init, "init", false, "run devbox's minimal init as PID 1: it forwards signals and reaps zombies")
 	fl.StringVar(&f.platform, "platform", "", "pull for this platform, OS/ARCH[/VARIANT]")
 	fl.StringVar(&f.pull, "pull", "missing", "pull the image: missing, always or never")
 	fl.StringSliceVar(&f.insecure, "insecure-registry", nil, "registry HOST[:PORT] to reach over plain HTTP")
@@ -146,6 +147,7 @@ func (f *runFlags) options(args []string) (engine.RunOptions, error) {
 		Pull:     engine.PullPolicy(f.pull),
 		Platform: f.platform,
 		Insecure: f.insecure,
+		Init:     f.init,
 		Spec: spec.Options{
 			Cmd:       args[1:],
 			Workdir:   f.workdir,

@@ -358,3 +358,38 @@ func TestRunCannotOpenDevicesItMakes(t *testing.T) {
 		t.Errorf("want each open refused:\n%s", r.stderr)
 	}
 }
+
+// SIGTERM and SIGINT sent to devbox reach the container's program, with and
+// without --init, and --init reaps orphans.
+func TestRunSignalsAndInit(t *testing.T) {
+	root, ref := busyboxStore(t)
+	for _, init := range []bool{false, true} {
+		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+			args := []string{"run", "--rm"}
+			if init {
+				args = append(args, "--init")
+			}
+			args = append(args, ref, "sh", "-c", `trap 'echo got $0; exit 3' TERM INT; echo ready; while :; do sleep 0.05; done`)
+			cmd := exec.Command(devboxBin, args...)
+			cmd.Env = append(os.Environ(), "DEVBOX_ROOT="+root)
+			out, _ := cmd.StdoutPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			sc := bufio.NewScanner(out)
+			if !sc.Scan() || sc.Text() != "ready" {
+				t.Fatalf("init=%v: no ready line", init)
+			}
+			cmd.Process.Signal(sig)
+			sc.Scan()
+			err := cmd.Wait()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 || sc.Text() != "got sh" {
+				t.Errorf("init=%v %v: %q, %v; want the trap to run and exit 3", init, sig, sc.Text(), err)
+			}
+		}
+	}
+	r := devbox(t, root, "run", "--rm", "--init", ref, "sh", "-c", `(sleep 0.1 &); sleep 0.6; ps -o stat | grep -c Z; ps -o pid,comm | head -2 | tail -1`)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "0\n") || !strings.Contains(r.stdout, "1 init") {
+		t.Errorf("--init: exit %d, %q %q; want no zombies and init as pid 1", r.code, r.stdout, r.stderr)
+	}
+}
