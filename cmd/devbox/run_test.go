@@ -393,3 +393,16 @@ func TestRunSignalsAndInit(t *testing.T) {
 		t.Errorf("--init: exit %d, %q %q; want no zombies and init as pid 1", r.code, r.stdout, r.stderr)
 	}
 }
+
+func TestNotRootSaysWhatToDo(t *testing.T) {
+	needRoot(t)
+	for _, args := range [][]string{{"images"}, {"run", "--rm", "busybox", "true"}} {
+		cmd := exec.Command(devboxBin, args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		cmd.Env = []string{"DEVBOX_ROOT=" + t.TempDir(), "PATH=/usr/bin:/bin"}
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "native mode needs root until rootless mode lands: run devbox with sudo") {
+			t.Errorf("devbox %v as nobody: %v %q", args, err, out)
+		}
+	}
+}
