@@ -396,8 +396,23 @@ func TestRunSignalsAndInit(t *testing.T) {
 
 func TestNotRootSaysWhatToDo(t *testing.T) {
 	needRoot(t)
+	// A copy nobody can reach: the build and test dirs are private to root.
+	dir, err := os.MkdirTemp("/tmp", "devbox-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	b, err := os.ReadFile(devboxBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "devbox")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
 	for _, args := range [][]string{{"images"}, {"run", "--rm", "busybox", "true"}} {
-		cmd := exec.Command(devboxBin, args...)
+		cmd := exec.Command(bin, args...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 		cmd.Env = []string{"DEVBOX_ROOT=" + t.TempDir(), "PATH=/usr/bin:/bin"}
 		out, err := cmd.CombinedOutput()
