@@ -99,10 +99,25 @@ func runContainer(cmd *cobra.Command, f *runFlags, args []string) error {
 	pr := progress.NewRenderer(stderr, isTerminal(stderr))
 	stdio.Progress = pr.Update
 
+	// Signals are forwarded to the container rather than cancelling it,
+	// but a hang-up also ends the run: with no daemon, a container whose
+	// terminal is gone has no one left to talk to.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(cmd.Context()))
+	defer cancel()
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
-	stdio.Signals = sigs
+	forward := make(chan os.Signal, 8)
+	go func() {
+		for s := range sigs {
+			forward <- s
+			if s == syscall.SIGHUP {
+				time.Sleep(100 * time.Millisecond) // let it act on the hang-up first
+				cancel()
+			}
+		}
+	}()
+	stdio.Signals = forward
 
 	if f.tty {
 		restore, err := attachTerminal(&o, &stdio, f.interactive)
@@ -111,8 +126,7 @@ func runContainer(cmd *cobra.Command, f *runFlags, args []string) error {
 		}
 		defer restore()
 	}
-	// Signals are forwarded to the container rather than cancelling it.
-	exit, err := e.Run(context.WithoutCancel(cmd.Context()), o, stdio)
+	exit, err := e.Run(ctx, o, stdio)
 	pr.Flush()
 	if exit.OOMKilled {
 		fmt.Fprintf(stderr, "devbox: the container ran out of memory (--memory %s) and was killed\n", f.memory)

@@ -74,6 +74,8 @@ func TestRunBehavesLikeDockerRun(t *testing.T) {
 	root, ref := busyboxStore(t)
 	hostDir := t.TempDir()
 	os.WriteFile(filepath.Join(hostDir, "in"), []byte("from host"), 0o644)
+	envFile := filepath.Join(hostDir, "env")
+	os.WriteFile(envFile, []byte("# comment\nFROM_FILE=yes\n\nB=file\n"), 0o644)
 	for _, tc := range []struct {
 		name  string
 		stdin string
@@ -91,6 +93,7 @@ func TestRunBehavesLikeDockerRun(t *testing.T) {
 		{name: "pid 1", args: []string{"IMG", "sh", "-c", "echo $$"}, out: "1\n"},
 		{name: "hostname", args: []string{"--hostname", "box", "--network", "none", "IMG", "hostname"}, out: "box\n"},
 		{name: "env", args: []string{"-e", "A=1", "-e", "HOME", "IMG", "sh", "-c", "echo $A $PATH"}, out: "1 /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"},
+		{name: "env file, -e wins", args: []string{"--env-file", envFile, "-e", "B=flag", "IMG", "sh", "-c", "echo $FROM_FILE $B"}, out: "yes flag\n"},
 		{name: "workdir created", args: []string{"-w", "/made/here", "IMG", "pwd"}, out: "/made/here\n"},
 		{name: "user by name", args: []string{"-u", "app", "IMG", "id"}, out: "uid=1000(app) gid=1000(app) groups=1000(app),3000(extra)\n"},
 		{name: "user by uid:gid", args: []string{"-u", "4000:5000", "IMG", "sh", "-c", "id -u; id -g"}, out: "4000\n5000\n"},
@@ -139,6 +142,19 @@ func TestRunBehavesLikeDockerRun(t *testing.T) {
 		t.Errorf("--rm left containers: %q", out)
 	}
 	assertNoMounts(t, root)
+	assertNoCgroups(t)
+}
+
+// assertNoCgroups checks that no container cgroup is left in any hierarchy.
+func assertNoCgroups(t *testing.T) {
+	t.Helper()
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/devbox/*")
+	more, _ := filepath.Glob("/sys/fs/cgroup/devbox/*")
+	for _, d := range append(dirs, more...) {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			t.Errorf("cgroup left behind: %s", d)
+		}
+	}
 }
 
 // assertNoMounts checks that nothing under root is mounted in this (the
@@ -292,6 +308,7 @@ func TestRunTTY(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer cmd.Process.Kill()
 	defer ptmx.Close()
 	var buf bytes.Buffer
 	var mu sync.Mutex
@@ -420,4 +437,31 @@ func TestNotRootSaysWhatToDo(t *testing.T) {
 			t.Errorf("devbox %v as nobody: %v %q", args, err, out)
 		}
 	}
+}
+
+// When the terminal of `devbox run -it` goes away, the container ends too.
+func TestRunTTYHangup(t *testing.T) {
+	root, ref := busyboxStore(t)
+	cmd := exec.Command(devboxBin, "run", "--rm", "-it", ref, "sh", "-c", "echo ready; sleep 300")
+	cmd.Env = append(os.Environ(), "DEVBOX_ROOT="+root)
+	ptmx, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(ptmx)
+	for sc.Scan() && !strings.Contains(sc.Text(), "ready") {
+	}
+	ptmx.Close()
+	done := make(chan error)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("devbox run -it outlived its terminal")
+	}
+	if out := mustRun(t, root, "ps", "-aq"); out != "" {
+		t.Errorf("containers left: %q", out)
+	}
+	assertNoCgroups(t)
 }
