@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -35,9 +34,7 @@ func newPsCmd(g *globals) *cobra.Command {
 				if cs == nil {
 					cs = []*engine.Container{}
 				}
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(cs)
+				return printJSON(out, cs)
 			case format != "" && format != "table":
 				return fmt.Errorf("unknown --format %q: use table or json", format)
 			case quiet:

@@ -54,8 +54,15 @@ type result struct {
 // devbox runs the binary with DEVBOX_ROOT=root.
 func devbox(t *testing.T, root string, args ...string) result {
 	t.Helper()
+	return devboxIn(t, root, "", args...)
+}
+
+// devboxIn runs the binary with DEVBOX_ROOT=root and stdin.
+func devboxIn(t *testing.T, root, stdin string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(devboxBin, args...)
 	cmd.Env = append(os.Environ(), "DEVBOX_ROOT="+root, "DEVBOX_HOME="+filepath.Join(root, "home"))
+	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -108,9 +109,7 @@ func newImagesCmd(g *globals) *cobra.Command {
 				if imgs == nil {
 					imgs = []*images.Image{}
 				}
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(imgs)
+				return printJSON(out, imgs)
 			case format != "" && format != "table":
 				return fmt.Errorf("unknown --format %q: use table or json", format)
 			case quiet:
@@ -182,6 +181,13 @@ func humanDuration(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%d years", int(d.Hours())/24/365)
 	}
+}
+
+// printJSON is --format json: v indented, as podman prints it.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func newRmiCmd(g *globals) *cobra.Command {

@@ -52,24 +52,6 @@ func busyboxStore(t *testing.T) (root, ref string) {
 	return root, ref
 }
 
-// devboxIn runs devbox with stdin.
-func devboxIn(t *testing.T, root, stdin string, args ...string) result {
-	t.Helper()
-	cmd := exec.Command(devboxBin, args...)
-	cmd.Env = append(os.Environ(), "DEVBOX_ROOT="+root)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
 func TestRunBehavesLikeDockerRun(t *testing.T) {
 	root, ref := busyboxStore(t)
 	hostDir := t.TempDir()

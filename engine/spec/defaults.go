@@ -9,27 +9,9 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-)
 
-// defaultCapabilities are Docker's (moby daemon/pkg/oci/caps/defaults.go).
-func defaultCapabilities() []string {
-	return []string{
-		"CAP_CHOWN",
-		"CAP_DAC_OVERRIDE",
-		"CAP_FSETID",
-		"CAP_FOWNER",
-		"CAP_MKNOD",
-		"CAP_NET_RAW",
-		"CAP_SETGID",
-		"CAP_SETUID",
-		"CAP_SETFCAP",
-		"CAP_SETPCAP",
-		"CAP_NET_BIND_SERVICE",
-		"CAP_SYS_CHROOT",
-		"CAP_KILL",
-		"CAP_AUDIT_WRITE",
-	}
-}
+	"github.com/devbox-dev/devbox/runtime"
+)
 
 // nofile is the open-files limit Docker's containers get by default.
 const nofile = 1 << 20
@@ -51,37 +33,10 @@ func defaultRlimits() []specs.POSIXRlimit {
 	return []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: n, Soft: n}}
 }
 
-// maskedPaths are Docker's (moby daemon/pkg/oci/defaults.go), including
-// each present CPU's thermal_throttle directory.
+// maskedPaths are Docker's (the runtime's defaults), plus each present
+// CPU's thermal_throttle directory, as moby adds.
 func maskedPaths() []string {
-	base := []string{
-		"/proc/acpi",
-		"/proc/asound",
-		"/proc/interrupts",
-		"/proc/kcore",
-		"/proc/keys",
-		"/proc/latency_stats",
-		"/proc/sched_debug",
-		"/proc/scsi",
-		"/proc/timer_list",
-		"/proc/timer_stats",
-		"/sys/devices/virtual/powercap",
-		"/sys/firmware",
-	}
-	thermal := thermalThrottle()
-	out := make([]string, 0, len(base)+len(thermal))
-	return append(append(out, base...), thermal...)
-}
-
-// readonlyPaths are Docker's.
-func readonlyPaths() []string {
-	return []string{
-		"/proc/bus",
-		"/proc/fs",
-		"/proc/irq",
-		"/proc/sys",
-		"/proc/sysrq-trigger",
-	}
+	return append(runtime.DefaultSpec().Linux.MaskedPaths, thermalThrottle()...)
 }
 
 // thermalThrottle lists /sys/devices/system/cpu/cpuN/thermal_throttle for

@@ -3,10 +3,12 @@ package spec
 import (
 	"fmt"
 	"strings"
+
+	"github.com/devbox-dev/devbox/runtime"
 )
 
 // DefaultPath is the PATH a container gets when its image sets none.
-const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+const DefaultPath = runtime.DefaultPath
 
 // environment is the container's environment as Docker and runc build it:
 //

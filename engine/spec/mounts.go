@@ -7,24 +7,14 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/devbox-dev/devbox/runtime"
 )
 
-// defaultMounts are Docker's (moby daemon/pkg/oci/defaults.go), with
-// /dev/shm at Docker's default --shm-size of 64 MiB. Fresh slices every call:
-// callers may change the spec.
+// defaultMounts are Docker's, from the runtime's default spec (a fresh
+// copy each call: callers change it).
 func defaultMounts() []specs.Mount {
-	return []specs.Mount{
-		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
-		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "strictatime", "mode=755", "size=65536k"}},
-		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
-		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
-		// "cgroup" as Docker writes it: the runtime mounts cgroup2 on a
-		// unified host (through the container's cgroup namespace) and the
-		// v1 hierarchies otherwise, as runc does.
-		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"ro", "nosuid", "noexec", "nodev"}},
-		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
-		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
-	}
+	return runtime.DefaultSpec().Mounts
 }
 
 // keepWritable are the default mounts --read-only leaves writable, as Docker

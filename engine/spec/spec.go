@@ -33,6 +33,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/devbox-dev/devbox/runtime"
 )
 
 // Options are the docker-run flags that shape the spec.
@@ -159,9 +161,9 @@ func Generate(id string, img *v1.ConfigFile, o Options, image fs.FS, files Files
 			// set), which leaves them none, as in Docker, while binaries with
 			// file capabilities keep working.
 			Capabilities: &specs.LinuxCapabilities{
-				Bounding:  defaultCapabilities(),
-				Effective: defaultCapabilities(),
-				Permitted: defaultCapabilities(),
+				Bounding:  runtime.DefaultCapabilities(),
+				Effective: runtime.DefaultCapabilities(),
+				Permitted: runtime.DefaultCapabilities(),
 			},
 			Rlimits: defaultRlimits(),
 			// Not Docker's default: see the package documentation.
@@ -178,7 +180,7 @@ func Generate(id string, img *v1.ConfigFile, o Options, image fs.FS, files Files
 			CgroupsPath:   "devbox/" + id,
 			Namespaces:    namespaces(network),
 			MaskedPaths:   maskedPaths(),
-			ReadonlyPaths: readonlyPaths(),
+			ReadonlyPaths: runtime.DefaultSpec().Linux.ReadonlyPaths,
 		},
 	}
 	if o.Terminal && o.ConsoleSize != nil {
