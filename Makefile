@@ -32,8 +32,12 @@ FUZZTIME ?= 60s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzApply -fuzztime $(FUZZTIME) ./images/unpack/
 
-bench: build bin/crane
+# bench installs the peers (crun, runc, podman) first; bench/run needs root.
+bench:
+	BENCH=1 bash scripts/deps.sh
+	$(MAKE) build bin/crane
 	$(GO) run ./bench/pull -devbox bin/devbox -crane bin/crane
+	$(GO) run ./bench/run -devbox bin/devbox
 
 # demo runs devbox's main job end to end on a local image: a busybox image
 # built here, served by a local registry, pulled and unpacked by devbox.

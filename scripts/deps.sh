@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what devbox's tests, benchmarks and demo need on Debian 12:
 # Debian's docker-registry (a real registry to pull from), busybox-static
-# (the test images' userland) and the Go modules.
+# (the test images' userland) and the Go modules. With BENCH=1 (as `make
+# bench` runs it) also the peers bench/run measures devbox against: crun,
+# runc and podman; the tests need none of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,11 @@ need=()
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v make >/dev/null || need+=(make)
 command -v gcc >/dev/null || need+=(gcc)
+if [ "${BENCH:-}" = 1 ]; then
+	for tool in crun runc podman; do
+		command -v "$tool" >/dev/null || need+=("$tool")
+	done
+fi
 if [ ${#need[@]} -gt 0 ]; then
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"

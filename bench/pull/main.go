@@ -30,6 +30,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/devbox-dev/devbox/bench/internal/proc"
+	"github.com/devbox-dev/devbox/bench/internal/stats"
 	"github.com/devbox-dev/devbox/internal/testutil/imagegen"
 	"github.com/devbox-dev/devbox/internal/testutil/registry"
 )
@@ -52,6 +54,7 @@ type config struct {
 }
 
 func main() {
+	proc.Init() // before anything else: this may be a copy run as proc's spawner
 	cfg := parseFlags()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -67,8 +70,8 @@ func main() {
 
 func parseFlags() config {
 	var c config
-	flag.StringVar(&c.devbox, "devbox", envOr("DEVBOX_BIN", "bin/devbox"), "devbox binary (env DEVBOX_BIN)")
-	flag.StringVar(&c.crane, "crane", envOr("CRANE_BIN", "bin/crane"), "crane binary (env CRANE_BIN)")
+	flag.StringVar(&c.devbox, "devbox", proc.EnvOr("DEVBOX_BIN", "bin/devbox"), "devbox binary (env DEVBOX_BIN)")
+	flag.StringVar(&c.crane, "crane", proc.EnvOr("CRANE_BIN", "bin/crane"), "crane binary (env CRANE_BIN)")
 	flag.IntVar(&c.iterations, "n", 5, "measured iterations per contender")
 	flag.IntVar(&c.warmup, "warmup", 1, "untimed warm-up runs per contender")
 	flag.Int64Var(&c.sizeMiB, "size", 150, "uncompressed size of the image's files, MiB")
@@ -77,13 +80,6 @@ func parseFlags() config {
 	flag.BoolVar(&c.strict, "strict", false, "exit 2 when a target is missed")
 	flag.Parse()
 	return c
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }
 
 // run does the whole benchmark and reports whether devbox met its targets.
@@ -165,14 +161,14 @@ func push(ref, layerPath string) (string, error) {
 func pickContenders(cfg config, ref, layerHex string) ([]contender, error) {
 	var cs []contender
 	if cfg.only != "peer" {
-		bin, err := binary(cfg.devbox, "go build -o bin/devbox ./cmd/devbox")
+		bin, err := proc.Binary(cfg.devbox, "build it with: go build -o bin/devbox ./cmd/devbox")
 		if err != nil {
 			return nil, err
 		}
 		cs = append(cs, devboxPull{bin: bin, ref: ref})
 	}
 	if cfg.only != "devbox" {
-		crane, err := binary(cfg.crane, "GOBIN=$PWD/bin go install github.com/google/go-containerregistry/cmd/crane@v0.22.1")
+		crane, err := proc.Binary(cfg.crane, "build it with: GOBIN=$PWD/bin go install github.com/google/go-containerregistry/cmd/crane@v0.22.1")
 		if err != nil {
 			return nil, err
 		}
@@ -185,29 +181,17 @@ func pickContenders(cfg config, ref, layerHex string) ([]contender, error) {
 	return cs, nil
 }
 
-// binary returns path made absolute, or an error saying how to build it.
-func binary(path, build string) (string, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return "", err
-	}
-	if _, err := os.Stat(abs); err != nil {
-		return "", fmt.Errorf("%s not found (build it with: %s): %w", path, build, err)
-	}
-	return abs, nil
-}
-
 // results holds the measured samples per contender name, in run order.
 type results struct {
 	names   []string
-	samples map[string][]sample
+	samples map[string][]proc.Sample
 	first   []string         // which contender ran first in each iteration
 	disk    map[string]int64 // bytes left on disk by the last run
 }
 
 // measure runs warm-ups, then the measured iterations in ABBA order.
 func measure(ctx context.Context, cfg config, cs []contender) (*results, error) {
-	res := &results{samples: map[string][]sample{}, disk: map[string]int64{}}
+	res := &results{samples: map[string][]proc.Sample{}, disk: map[string]int64{}}
 	for _, c := range cs {
 		res.names = append(res.names, c.Name())
 	}
@@ -230,7 +214,7 @@ func measure(ctx context.Context, cfg config, cs []contender) (*results, error) 
 			if err != nil {
 				return nil, err
 			}
-			fmt.Printf("iteration %d: %-6s %s\n", i+1, c.Name(), secs(s.Wall))
+			fmt.Printf("iteration %d: %-6s %s\n", i+1, c.Name(), stats.Secs(s.Wall))
 			res.samples[c.Name()] = append(res.samples[c.Name()], s)
 			res.disk[c.Name()] = disk
 		}

@@ -3,16 +3,18 @@ package main
 import (
 	"fmt"
 	"io"
-	"slices"
 	"text/tabwriter"
 	"time"
+
+	"github.com/devbox-dev/devbox/bench/internal/proc"
+	"github.com/devbox-dev/devbox/bench/internal/stats"
 )
 
 // printHeader describes the setup before the runs start.
 func printHeader(cfg config, ref, layerPath string, st layerStats, cs []contender) {
 	fmt.Printf("\nimage:   %s, 1 gzip layer (level 6)\n", ref)
 	fmt.Printf("layer:   %d files, %d dirs, %d symlinks, %d hardlinks; %s of files, %s tar, %s gzip\n",
-		st.Files, st.Dirs, st.Symlinks, st.Hardlinks, mib(st.Bytes), mib(st.TarBytes), mib(st.GzipBytes))
+		st.Files, st.Dirs, st.Symlinks, st.Hardlinks, stats.MiB(st.Bytes), stats.MiB(st.TarBytes), stats.MiB(st.GzipBytes))
 	fmt.Printf("         %s\n", layerPath)
 	for _, c := range cs {
 		switch c := c.(type) {
@@ -39,18 +41,18 @@ func report(w io.Writer, res *results) bool {
 		fmt.Fprintf(tw, "%d\t%s\t", i+1, first)
 		for _, n := range res.names {
 			s := res.samples[n][i]
-			fmt.Fprintf(tw, "%s\t%s\t", secs(s.Wall), kib(s.MaxRSS))
+			fmt.Fprintf(tw, "%s\t%s\t", stats.Secs(s.Wall), stats.KiB(s.MaxRSS))
 		}
 		fmt.Fprintln(tw)
 	}
 	fmt.Fprint(tw, "median\t\t")
 	for _, n := range res.names {
-		fmt.Fprintf(tw, "%s\t%s\t", secs(medianWall(res.samples[n])), kib(medianRSS(res.samples[n])))
+		fmt.Fprintf(tw, "%s\t%s\t", stats.Secs(medianWall(res.samples[n])), stats.KiB(medianRSS(res.samples[n])))
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprint(tw, "on disk\t\t")
 	for _, n := range res.names {
-		fmt.Fprintf(tw, "%s\t\t", mib(res.disk[n]))
+		fmt.Fprintf(tw, "%s\t\t", stats.MiB(res.disk[n]))
 	}
 	fmt.Fprintln(tw)
 	tw.Flush()
@@ -64,53 +66,26 @@ func report(w io.Writer, res *results) bool {
 	met := true
 	if peer, ok := res.samples["peer"]; ok {
 		ratio := medianWall(dev).Seconds() / medianWall(peer).Seconds()
-		fmt.Fprintf(w, "ratio devbox/peer (medians): %.2f   target <= %.2f   %s\n", ratio, targetRatio, verdict(ratio <= targetRatio))
+		fmt.Fprintf(w, "ratio devbox/peer (medians): %.2f   target <= %.2f   %s\n", ratio, targetRatio, stats.Verdict(ratio <= targetRatio))
 		met = ratio <= targetRatio
 	}
 	rss := float64(medianRSS(dev)) / 1024
-	fmt.Fprintf(w, "devbox peak RSS (median):    %.1f MiB   target < %d MiB   %s\n", rss, targetRSSMiB, verdict(rss < targetRSSMiB))
+	fmt.Fprintf(w, "devbox peak RSS (median):    %.1f MiB   target < %d MiB   %s\n", rss, targetRSSMiB, stats.Verdict(rss < targetRSSMiB))
 	return met && rss < targetRSSMiB
 }
 
-func verdict(ok bool) string {
-	if ok {
-		return "MET"
-	}
-	return "NOT MET"
-}
-
-func medianWall(ss []sample) time.Duration {
+func medianWall(ss []proc.Sample) time.Duration {
 	ds := make([]float64, len(ss))
 	for i, s := range ss {
 		ds[i] = float64(s.Wall)
 	}
-	return time.Duration(median(ds))
+	return time.Duration(stats.Median(ds))
 }
 
-func medianRSS(ss []sample) int64 {
+func medianRSS(ss []proc.Sample) int64 {
 	rs := make([]float64, len(ss))
 	for i, s := range ss {
 		rs[i] = float64(s.MaxRSS)
 	}
-	return int64(median(rs))
+	return int64(stats.Median(rs))
 }
-
-// median returns the middle value, or the mean of the two middle values.
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	m := len(s) / 2
-	if len(s)%2 == 1 {
-		return s[m]
-	}
-	return (s[m-1] + s[m]) / 2
-}
-
-func secs(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
-
-func kib(k int64) string { return fmt.Sprintf("%.1f MiB", float64(k)/1024) }
-
-func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

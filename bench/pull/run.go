@@ -9,24 +9,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
-)
 
-// sample is one timed run of a contender.
-type sample struct {
-	Wall time.Duration
-	// MaxRSS is the largest peak resident set, in KiB, of the processes
-	// the run started (getrusage ru_maxrss is KiB on Linux).
-	MaxRSS int64
-}
+	"github.com/devbox-dev/devbox/bench/internal/proc"
+)
 
 // contender is one way of getting an image from the registry onto disk.
 type contender interface {
 	Name() string
-	// Run pulls into the fresh, empty directory dir.
-	Run(ctx context.Context, dir string) (sample, error)
+	// Run pulls into the fresh, empty directory dir. The sample's MaxRSS
+	// is the largest peak resident set of the processes the run started.
+	Run(ctx context.Context, dir string) (proc.Sample, error)
 }
 
 // devboxPull runs `devbox pull REF` with DEVBOX_ROOT in the run directory.
@@ -36,9 +30,9 @@ type devboxPull struct {
 
 func (d devboxPull) Name() string { return "devbox" }
 
-func (d devboxPull) Run(ctx context.Context, dir string) (sample, error) {
+func (d devboxPull) Run(ctx context.Context, dir string) (proc.Sample, error) {
 	cmd := d.command(ctx, dir, "pull", d.ref)
-	s, err := timed(cmd)
+	s, err := proc.Timed(cmd)
 	if err != nil {
 		return s, err
 	}
@@ -84,52 +78,32 @@ type cranePull struct {
 
 func (c cranePull) Name() string { return "peer" }
 
-func (c cranePull) Run(ctx context.Context, dir string) (sample, error) {
+func (c cranePull) Run(ctx context.Context, dir string) (proc.Sample, error) {
 	oci := filepath.Join(dir, "oci")
 	rootfs := filepath.Join(dir, "rootfs")
 	if err := os.Mkdir(rootfs, 0o755); err != nil {
-		return sample{}, err
+		return proc.Sample{}, err
 	}
 	start := time.Now()
-	pull, err := timed(exec.CommandContext(ctx, c.crane, "pull", "--format=oci", c.ref, oci))
+	pull, err := proc.Timed(exec.CommandContext(ctx, c.crane, "pull", "--format=oci", c.ref, oci))
 	if err != nil {
-		return sample{}, err
+		return proc.Sample{}, err
 	}
 	blob := filepath.Join(oci, "blobs", "sha256", c.layerHex)
-	untar, err := timed(exec.CommandContext(ctx, c.tar, "-xzf", blob, "-C", rootfs))
+	untar, err := proc.Timed(exec.CommandContext(ctx, c.tar, "-xzf", blob, "-C", rootfs))
 	if err != nil {
-		return sample{}, err
+		return proc.Sample{}, err
 	}
-	return sample{Wall: time.Since(start), MaxRSS: max(pull.MaxRSS, untar.MaxRSS)}, nil
-}
-
-// timed runs cmd and returns its wall time and peak RSS. Output is kept
-// only to explain a failure.
-func timed(cmd *exec.Cmd) (sample, error) {
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	start := time.Now()
-	err := cmd.Run()
-	s := sample{Wall: time.Since(start)}
-	if cmd.ProcessState != nil {
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			s.MaxRSS = ru.Maxrss
-		}
-	}
-	if err != nil {
-		return s, fmt.Errorf("%s: %w\n%s", strings.Join(cmd.Args, " "), err, tail(out.String(), 2000))
-	}
-	return s, nil
+	return proc.Sample{Wall: time.Since(start), MaxRSS: max(pull.MaxRSS, untar.MaxRSS)}, nil
 }
 
 // runOnce runs c in a fresh directory under workDir and removes it after,
 // since each run leaves hundreds of megabytes behind. It also returns the
 // bytes the run left on disk.
-func runOnce(ctx context.Context, c contender, workDir string) (sample, int64, error) {
+func runOnce(ctx context.Context, c contender, workDir string) (proc.Sample, int64, error) {
 	dir, err := os.MkdirTemp(workDir, "run-"+c.Name()+"-")
 	if err != nil {
-		return sample{}, 0, fmt.Errorf("create run dir: %w", err)
+		return proc.Sample{}, 0, fmt.Errorf("create run dir: %w", err)
 	}
 	defer func() {
 		os.RemoveAll(dir)
@@ -156,12 +130,4 @@ func diskUsage(dir string) int64 {
 		return nil
 	})
 	return n
-}
-
-// tail returns the last n bytes of s.
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "..." + s[len(s)-n:]
 }
