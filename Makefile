@@ -30,7 +30,7 @@ lint:
 # fuzz runs the layer unpacker's fuzzer for a while (FUZZTIME=5m for longer).
 FUZZTIME ?= 60s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzApply -fuzztime $(FUZZTIME) ./images/unpack/
+	$(GO) test -run '^$$' -fuzz FuzzApply -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./images/unpack/
 
 # bench installs the peers (crun, runc, podman) first; bench/run needs root.
 bench:

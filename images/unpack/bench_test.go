@@ -140,6 +140,34 @@ func BenchmarkApply(b *testing.B) {
 	}
 }
 
+// BenchmarkApplyWriters is BenchmarkApplyGzip with 0 (everything inline)
+// to 3 writers (see writers.go). Compare with care: on ext4 without a
+// journal, creating files right after many were deleted (as every iteration
+// here does) is several times slower, so results drift from run to run.
+// bench/pull, which alternates its contenders, is the better judge.
+func BenchmarkApplyWriters(b *testing.B) {
+	requireRoot(b)
+	layer, gz := benchLayers(b, true)
+	for _, n := range []int{0, 1, 2, 3} {
+		b.Run(fmt.Sprintf("writers=%d", n), func(b *testing.B) {
+			root := b.TempDir()
+			b.SetBytes(int64(len(layer)))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				dir := benchDir(b, root, i)
+				rc, err := Decompress(bytes.NewReader(gz))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := apply(context.Background(), dir, rc, Options{}, tuning{writers: n, spawn: defaultTuning.spawn}); err != nil {
+					b.Fatal(err)
+				}
+				rc.Close()
+			}
+		})
+	}
+}
+
 // BenchmarkApplyGzip is Decompress then Apply on the gzipped layer, what a
 // pull does; compare with BenchmarkTarXzf.
 func BenchmarkApplyGzip(b *testing.B) {

@@ -2,6 +2,7 @@ package unpack
 
 import (
 	"archive/tar"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,12 +11,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// regular writes a regular file. The file is always created anew, never
-// truncated in place: the old one may be a hardlink of another entry.
+// regular writes a regular file: small ones are queued for the writers
+// (see writers.go), the rest written inline.
 func (a *applier) regular(hdr *tar.Header, content io.Reader, pfd int, p, base string) error {
+	if a.tuning.writers > 0 && hdr.Size >= 0 && hdr.Size <= maxQueuedFile && !a.seen.has(p) {
+		return a.queueRegular(hdr, content, pfd, p, base)
+	}
+	return a.regularInline(hdr, content, pfd, p, base)
+}
+
+// regularInline writes a regular file on Apply's goroutine. The file is
+// always created anew, never truncated in place: the old one may be a
+// hardlink of another entry.
+func (a *applier) regularInline(hdr *tar.Header, content io.Reader, pfd int, p, base string) error {
 	fd := -1
 	err := a.replace(pfd, p, base, false, func() (err error) {
-		fd, err = unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		fd, err = createFile(pfd, base)
 		return err
 	})
 	if err != nil {
@@ -27,15 +38,117 @@ func (a *applier) regular(hdr *tar.Header, content io.Reader, pfd int, p, base s
 	if err != nil {
 		return err
 	}
-	if err := a.setOwnerMode(fd, hdr); err != nil {
-		return err
+	return metaOf(hdr).set(fd, pfd, base, a.image, a.entry)
+}
+
+// queueRegular hands a file nothing was created at yet to a writer. Its
+// content is read into the arena now, since the tar reader moves on, and
+// the writer gets a descriptor of the parent of its own, since the walk
+// closes its descriptors as it moves on.
+func (a *applier) queueRegular(hdr *tar.Header, content io.Reader, pfd int, p, base string) error {
+	if a.writers == nil {
+		a.writers = startWriters(a.tuning)
 	}
-	if err := a.setXattrs(hdr, func(name string, value []byte) error {
-		return unix.Fsetxattr(fd, name, value, 0)
-	}); err != nil {
-		return err
+	w := a.writers
+	j := &fileJob{seq: a.seq, image: a.image, entry: a.entry, path: p, pfd: -1, base: base, meta: metaOf(hdr)}
+	buf := w.buffer(j, int(hdr.Size))
+	n, rest, ok := readContent(content, buf)
+	if !ok {
+		// The stream failed or holds more than the header said: write
+		// what came inline, so the file and the error are what they
+		// would have been.
+		defer w.abandon(j)
+		return a.regularInline(hdr, io.MultiReader(bytes.NewReader(buf[:n]), rest), pfd, p, base)
 	}
-	return a.setTimes(hdr, pfd, base)
+	j.data = buf[:n]
+	var err error
+	if j.pfd, err = unix.FcntlInt(uintptr(pfd), unix.F_DUPFD_CLOEXEC, 0); err != nil {
+		defer w.abandon(j) // out of descriptors: no reason to fail the layer
+		return a.regularInline(hdr, bytes.NewReader(j.data), pfd, p, base)
+	}
+	a.seen.add(p)
+	w.queue(j)
+	return nil
+}
+
+// readContent reads an entry's content into buf, which is as long as its
+// header says. If that is all there is, ok is set and buf[:n] is the
+// content (shorter if the reader ended early, which the inline path takes
+// as the file's end too). Otherwise buf[:n] was read and rest yields what
+// followed, the read error included.
+func readContent(r io.Reader, buf []byte) (n int, rest io.Reader, ok bool) {
+	var err error
+	for n < len(buf) && err == nil {
+		var m int
+		m, err = r.Read(buf[n:])
+		n += m
+	}
+	if err == nil {
+		// archive/tar returns io.EOF with the last bytes of a file, but
+		// make sure the entry ends where its header said.
+		var probe [1]byte
+		var m int
+		m, err = r.Read(probe[:])
+		if m > 0 || err == nil {
+			return n, io.MultiReader(bytes.NewReader(probe[:m]), errOr(err, r)), false
+		}
+	}
+	if err == io.EOF {
+		return n, nil, true
+	}
+	return n, errReader{err}, false
+}
+
+// errOr returns a reader that fails with err, or r if err is nil.
+func errOr(err error, r io.Reader) io.Reader {
+	if err != nil {
+		return errReader{err}
+	}
+	return r
+}
+
+// errReader is a reader that fails with err.
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// createFile creates base inside pfd, which must not exist, for writing.
+func createFile(pfd int, base string) (int, error) {
+	return unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+}
+
+// fileMeta is what a regular file gets from its header once its content is
+// written, copied out of the header so that a writer can set it later.
+type fileMeta struct {
+	uid, gid int
+	mode     uint32
+	xattrs   []xattr
+	times    [2]unix.Timespec
+}
+
+func metaOf(hdr *tar.Header) fileMeta {
+	return fileMeta{uid: hdr.Uid, gid: hdr.Gid, mode: fileMode(hdr), xattrs: xattrsOf(hdr), times: timespecs(hdr)}
+}
+
+// set sets the metadata of the open file fd, which is base in pfd: owner,
+// then mode (chown clears setuid and setgid), xattrs, and times last.
+// Errors name the entry as applier.fail does.
+func (m fileMeta) set(fd, pfd int, base, image, entry string) error {
+	if err := unix.Fchown(fd, m.uid, m.gid); err != nil {
+		return entryIOError(image, entry, "chown", err)
+	}
+	if err := unix.Fchmod(fd, m.mode); err != nil {
+		return entryIOError(image, entry, "chmod", err)
+	}
+	for _, x := range m.xattrs {
+		if err := unix.Fsetxattr(fd, x.name, []byte(x.value), 0); err != nil && err != unix.ENOTSUP {
+			return entryIOError(image, entry, "set xattr "+x.name, err)
+		}
+	}
+	if err := unix.UtimesNanoAt(pfd, base, m.times[:], unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return entryIOError(image, entry, "set times", err)
+	}
+	return nil
 }
 
 // copyContent copies the entry's content to fd through the layer's buffer.
@@ -84,7 +197,12 @@ func writeAll(fd int, b []byte) error {
 // its own entries usually follow.
 func (a *applier) directory(hdr *tar.Header, pfd int, p, base string) error {
 	err := a.replace(pfd, p, base, true, func() error { return unix.Mkdirat(pfd, base, 0o700) })
-	if err != nil && err != unix.EEXIST {
+	if err == unix.EEXIST {
+		// Files queued under it come earlier in the tar, so they are
+		// created before its new mode, owner and xattrs take effect (a
+		// default ACL or a setgid bit would reach them).
+		a.writers.waitUnder(p)
+	} else if err != nil {
 		return a.fail("create directory", err)
 	}
 	a.implicit.delete(p) // the tar lists it after all
@@ -100,6 +218,7 @@ func (a *applier) directory(hdr *tar.Header, pfd int, p, base string) error {
 // top layer's root is what the container sees as "/".
 func (a *applier) rootDir(hdr *tar.Header) error {
 	a.walk.popTo(0)
+	a.writers.waitUnder(".") // as for a directory over a directory
 	return a.setDirMeta(hdr, a.root, ".")
 }
 
@@ -201,6 +320,9 @@ func (a *applier) hardlink(hdr *tar.Header, p, parent, base string) error {
 	if err != nil {
 		return a.walkErr(err)
 	}
+	if a.seen.has(target) {
+		a.writers.waitFor(target) // a queued file is linked once written
+	}
 	err = a.replace(pfd, p, base, false, func() error { return unix.Linkat(tfd, tbase, pfd, base, 0) })
 	switch err {
 	case nil:
@@ -219,7 +341,14 @@ func (a *applier) hardlink(hdr *tar.Header, p, parent, base string) error {
 // runs again; except that a directory there is kept, with its children, if
 // keepDir is set (a directory entry over a directory), and replace returns
 // EEXIST.
+//
+// Everything Apply creates but the writers' files goes through replace, so
+// it records p as seen (see pathHashes), and waits for a file queued at p
+// to be written first: that file comes earlier in the tar.
 func (a *applier) replace(pfd int, p, base string, keepDir bool, create func() error) error {
+	if !a.seen.add(p) {
+		a.writers.waitFor(p)
+	}
 	err := create()
 	if err != unix.EEXIST {
 		return err
@@ -232,6 +361,7 @@ func (a *applier) replace(pfd int, p, base string, keepDir bool, create func() e
 		if keepDir {
 			return unix.EEXIST
 		}
+		a.writers.waitUnder(p) // nothing is removed under a writer
 		if err := removeAllAt(pfd, base); err != nil {
 			return err
 		}

@@ -61,8 +61,8 @@ func fuzzSeeds(t testing.TB) map[string][]byte {
 // the sandbox (CLONE_FS unshared, so the rest of the process keeps its root):
 // if a bug did follow a symlink to "/" or climb out with "..", it lands in
 // the sandbox, where the checks below see it, not on the machine running the
-// fuzzer as root. (This relies on Apply starting no goroutines: another
-// goroutine could run on a thread outside the jail.)
+// fuzzer as root. Apply's writer goroutines are jailed the same way, each
+// on a thread of its own (see jailedTuning); Apply starts no others.
 //
 // Each input costs a dozen file system operations, which a virtual disk makes
 // slow; fuzz on tmpfs: TMPDIR=/dev/shm go test -fuzz=FuzzApply ./images/unpack/
@@ -168,14 +168,33 @@ func describe(t *testing.T, path string) string {
 }
 
 // applyJailed runs Apply on data with "/layer" as the layer dir, on a thread
-// chrooted into root.
+// chrooted into root, its writers too.
 func applyJailed(root string, data []byte) (Result, error) {
+	return applyJailedWith(root, data, jailedTuning(root, numWriters))
+}
+
+func applyJailedWith(root string, data []byte, t tuning) (Result, error) {
 	var res Result
 	var err error
 	jailed(root, func() {
-		res, err = Apply(context.Background(), "/layer", bytes.NewReader(data), Options{Name: "fuzz"})
+		res, err = apply(context.Background(), "/layer", bytes.NewReader(data), Options{Name: "fuzz"}, t)
 	})
 	return res, err
+}
+
+// jailedTuning starts n writers, each on an OS thread of its own chrooted
+// into root, like jailed's. A failure to jail one is the machine's fault,
+// not the input's: it panics, which ends the fuzzer.
+func jailedTuning(root string, n int) tuning {
+	return tuning{writers: n, spawn: func(run func()) {
+		go func() {
+			runtime.LockOSThread() // never unlocked, as in jailed
+			if err := enterJail(root); err != nil {
+				panic(err)
+			}
+			run()
+		}()
+	}}
 }
 
 // jailed runs fn on an OS thread of its own whose root directory is root.

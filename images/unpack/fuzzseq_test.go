@@ -3,6 +3,7 @@ package unpack
 import (
 	"archive/tar"
 	"bytes"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -13,7 +14,9 @@ import (
 // over a handful of names ("..", whiteouts, symlinks to "/" and to the
 // sentinel next to the layer), so the fuzzer spends its time on Apply's own
 // logic: replacement, symlinks, hardlinks and whiteouts in every order. The
-// invariant and the jail are FuzzApply's.
+// invariant and the jail are FuzzApply's. Each input is also applied without
+// writers, which must do exactly the same: the writers only overlap work,
+// whatever order the entries come in.
 func FuzzEntrySequences(f *testing.F) {
 	requireRoot(f)
 	f.Add([]byte{2, 0, 0, 7, 0, 0, 0, 0, 0, 0}) // symlink a -> /, then a file under it
@@ -26,14 +29,29 @@ func FuzzEntrySequences(f *testing.F) {
 		}
 		sandbox := newSandbox(t)
 		before := sandbox.snapshot(t)
-		_, err := applyJailed(sandbox.root, layer)
+		res, err := applyJailed(sandbox.root, layer)
 		if err != nil && !strings.HasPrefix(err.Error(), "layer of fuzz") {
 			t.Errorf("error %q does not say which layer failed", err)
 		}
 		if after := sandbox.snapshot(t); !slicesEqual(after, before) {
 			t.Fatalf("Apply changed the sandbox outside the layer dir (err %v):\nbefore %q\nafter  %q", err, before, after)
 		}
+		inline := newSandbox(t)
+		ires, ierr := applyJailedWith(inline.root, layer, jailedTuning(inline.root, 0))
+		got, want := applied{res: res, err: errString(err)}, applied{res: ires, err: errString(ierr)}
+		if err == nil && ierr == nil {
+			got.tree = describeTree(t, filepath.Join(sandbox.root, "layer"))
+			want.tree = describeTree(t, filepath.Join(inline.root, "layer"))
+		}
+		compareApplied(t, "with writers", got, want)
 	})
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 func slicesEqual(a, b []string) bool {

@@ -52,7 +52,14 @@ const copyBufferSize = 1 << 20
 // verifying a digest sees every byte. ctx is checked between entries and
 // between chunks of large files. On error, dir holds part of the layer and
 // should be removed.
+//
+// Small files are written by goroutines of Apply's own (see writers.go),
+// which are done when it returns.
 func Apply(ctx context.Context, dir string, r io.Reader, opts Options) (Result, error) {
+	return apply(ctx, dir, r, opts, defaultTuning)
+}
+
+func apply(ctx context.Context, dir string, r io.Reader, opts Options, t tuning) (Result, error) {
 	if err := checkEmpty(dir); err != nil {
 		return Result{}, fmt.Errorf("%s: %w", layerOf(opts.Name), err)
 	}
@@ -60,7 +67,7 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts Options) (Result, 
 	if err != nil {
 		return Result{}, fmt.Errorf("%s: open %s: %w", layerOf(opts.Name), dir, err)
 	}
-	a := newApplier(ctx, opts.Name, dir, root)
+	a := newApplier(ctx, opts.Name, dir, root, t)
 	defer a.close()
 
 	br := bufio.NewReaderSize(r, 64<<10)
@@ -108,42 +115,80 @@ type applier struct {
 	walk  walker
 	buf   []byte
 
+	tuning  tuning
+	writers *writers   // started by the first small file; nil until then
+	seen    pathHashes // every path created at, see replace
+
 	entry    string                     // raw name of the entry being applied, for errors
-	size     int64                      // Result.Size so far
+	seq      int64                      // its position in the tar
+	size     int64                      // Result.Size so far, but what writers wrote
 	implicit *pathSet[struct{}]         // Result.ImplicitDirs so far
 	dirTimes *pathSet[[2]unix.Timespec] // set last: adding children changes them
 }
 
-func newApplier(ctx context.Context, image, dir string, root int) *applier {
+func newApplier(ctx context.Context, image, dir string, root int, t tuning) *applier {
 	a := &applier{
 		ctx:      ctx,
 		image:    image,
 		dir:      dir,
 		root:     root,
 		buf:      make([]byte, copyBufferSize),
+		tuning:   t,
+		seen:     newPathHashes(),
 		implicit: newPathSet[struct{}](),
 		dirTimes: newPathSet[[2]unix.Timespec](),
 	}
-	a.walk = walker{root: root, created: a.addImplicit}
+	a.walk = walker{root: root, created: a.addImplicit, queued: a.waitQueued}
 	return a
 }
 
 func (a *applier) close() {
+	a.writers.stop()
 	a.walk.close()
 	unix.Close(a.root)
 }
 
-func (a *applier) addImplicit(path string) { a.implicit.set(path, struct{}{}) }
+func (a *applier) addImplicit(path string) {
+	a.seen.add(path)
+	a.implicit.set(path, struct{}{})
+}
+
+// waitQueued reports whether a file was queued for the writers at path, and
+// if so, waits until it is written. Asking the writers whether it is queued
+// now would not do: it may have been written the moment after the caller
+// found path missing.
+func (a *applier) waitQueued(path string) bool {
+	if !a.seen.has(path) {
+		return false
+	}
+	a.writers.waitFor(path)
+	return true
+}
 
 func (a *applier) result() Result {
 	dirs := a.implicit.paths()
 	slices.Sort(dirs)
-	return Result{Size: a.size, ImplicitDirs: dirs}
+	return Result{Size: a.size + a.writers.written(), ImplicitDirs: dirs}
 }
 
 // applyAll applies every entry of tr, then the directories' times.
 func (a *applier) applyAll(tr *tar.Reader) error {
-	for {
+	err := a.applyEntries(tr)
+	// Files queued before a failing entry come before it in the tar, and
+	// so do their errors.
+	if werr := a.writers.wait(); werr != nil {
+		return werr
+	}
+	if err != nil {
+		return err
+	}
+	return a.setDirTimes()
+}
+
+// applyEntries applies every entry of tr, stopping early, without an error
+// of its own, when a writer failed.
+func (a *applier) applyEntries(tr *tar.Reader) error {
+	for a.seq = 0; !a.writers.failed(); a.seq++ {
 		if err := a.ctx.Err(); err != nil {
 			return fmt.Errorf("%s: %w", layerOf(a.image), err)
 		}
@@ -159,7 +204,7 @@ func (a *applier) applyAll(tr *tar.Reader) error {
 			return err
 		}
 	}
-	return a.setDirTimes()
+	return nil
 }
 
 // apply writes one entry.
@@ -211,7 +256,12 @@ func (a *applier) refuse(reason string) error {
 
 // fail wraps an I/O error of the current entry; op says what was being done.
 func (a *applier) fail(op string, err error) error {
-	return fmt.Errorf("%s: entry %q: %s: %w", layerOf(a.image), a.entry, op, err)
+	return entryIOError(a.image, a.entry, op, err)
+}
+
+// entryIOError wraps an I/O error of an entry; op says what was being done.
+func entryIOError(image, entry, op string, err error) error {
+	return fmt.Errorf("%s: entry %q: %s: %w", layerOf(image), entry, op, err)
 }
 
 // walkErr turns an error of walk.resolve into a refusal or an I/O error of

@@ -30,6 +30,10 @@ type walker struct {
 	root    int
 	stack   []openDir
 	created func(path string) // told of each directory resolve creates
+	// queued, if set, reports whether a file was handed to a writer to
+	// create at path, after waiting for it to be written: a component
+	// found missing may be just that file, and must be looked at again.
+	queued func(path string) bool
 }
 
 // fdAt returns the descriptor of the directory depth components deep.
@@ -113,6 +117,9 @@ func (w *walker) resolve(dir string, create bool) (int, error) {
 // to the layer root.
 func (w *walker) open(at int, path, name string, create bool) (int, error) {
 	fd, err := unix.Openat(at, name, dirFlags, 0)
+	if err == unix.ENOENT && w.queued != nil && w.queued(path) {
+		fd, err = unix.Openat(at, name, dirFlags, 0)
+	}
 	switch {
 	case err == nil:
 		return fd, nil

@@ -7,17 +7,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// setXattrs sets the entry's PAX "SCHILY.xattr.*" records with set, except
-// overlayfs's own (see isOverlayXattr). A filesystem without xattrs
-// (ENOTSUP) is not an error: it could not hold them anyway.
-func (a *applier) setXattrs(hdr *tar.Header, set func(name string, value []byte) error) error {
+// xattr is one extended attribute of an entry.
+type xattr struct{ name, value string }
+
+// xattrsOf returns the entry's PAX "SCHILY.xattr.*" records, except
+// overlayfs's own (see isOverlayXattr).
+func xattrsOf(hdr *tar.Header) []xattr {
+	var xs []xattr
 	for key, value := range hdr.PAXRecords {
 		name, ok := strings.CutPrefix(key, paxXattrPrefix)
-		if !ok || isOverlayXattr(name) {
-			continue
+		if ok && !isOverlayXattr(name) {
+			xs = append(xs, xattr{name, value})
 		}
-		if err := set(name, []byte(value)); err != nil && err != unix.ENOTSUP {
-			return a.fail("set xattr "+name, err)
+	}
+	return xs
+}
+
+// setXattrs sets the entry's xattrs (see xattrsOf) with set. A filesystem
+// without xattrs (ENOTSUP) is not an error: it could not hold them anyway.
+func (a *applier) setXattrs(hdr *tar.Header, set func(name string, value []byte) error) error {
+	for _, x := range xattrsOf(hdr) {
+		if err := set(x.name, []byte(x.value)); err != nil && err != unix.ENOTSUP {
+			return a.fail("set xattr "+x.name, err)
 		}
 	}
 	return nil
