@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/devbox-dev/devbox/internal/mountinfo"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -138,7 +140,7 @@ func unmountUnder(dir string) error {
 		if len(fields) < 5 {
 			continue
 		}
-		p := unescapeMountinfo(fields[4])
+		p := mountinfo.Unescape(fields[4])
 		if p == dir || strings.HasPrefix(p, dir+"/") {
 			points = append(points, p)
 		}
@@ -155,25 +157,6 @@ func unmountUnder(dir string) error {
 	}
 	return errors.Join(errs...)
 }
-
-// unescapeMountinfo undoes the kernel's \ooo escapes in a mountinfo path.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
 // reapOrphans waits, polling, until this process has no children left:
 // with the subreaper flag set, these are what a finished contender left

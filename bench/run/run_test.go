@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/devbox-dev/devbox/internal/mountinfo"
+
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/devbox-dev/devbox/internal/testutil/imagegen"
@@ -336,8 +338,8 @@ func TestUnescapeMountinfo(t *testing.T) {
 		`/tmp/back\134slash`: `/tmp/back\slash`,
 		`/tmp/short\04`:      `/tmp/short\04`,
 	} {
-		if got := unescapeMountinfo(in); got != want {
-			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
+		if got := mountinfo.Unescape(in); got != want {
+			t.Errorf("mountinfo.Unescape(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/devbox-dev/devbox/internal/mountinfo"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -210,7 +212,7 @@ func parseMountinfo(r io.Reader) (*mounts, error) {
 		if len(pre) < 5 || len(post) < 1 {
 			return nil, fmt.Errorf("malformed line %q", line)
 		}
-		mp := unescapeMount(pre[4])
+		mp := mountinfo.Unescape(pre[4])
 		switch post[0] {
 		case "cgroup2":
 			if preferred(m.unified, mp) {
@@ -248,25 +250,6 @@ func parseMountinfo(r io.Reader) (*mounts, error) {
 func underCgroupRoot(p string) bool {
 	return p == cgroupRoot || strings.HasPrefix(p, cgroupRoot+"/")
 }
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space, etc).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
 // cloneIntoCgroup reports whether the kernel has clone3's
 // CLONE_INTO_CGROUP (Linux 5.7).

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/devbox-dev/devbox/internal/mountinfo"
 )
 
 // Mountinfo listings of the layouts this package meets. hybridHere is
@@ -135,8 +137,8 @@ func TestUnescapeMount(t *testing.T) {
 		`/plain`:       "/plain",
 		`/short\04`:    `/short\04`,
 	} {
-		if got := unescapeMount(in); got != want {
-			t.Errorf("unescapeMount(%q) = %q; want %q", in, got, want)
+		if got := mountinfo.Unescape(in); got != want {
+			t.Errorf("mountinfo.Unescape(%q) = %q; want %q", in, got, want)
 		}
 	}
 }
