@@ -60,12 +60,7 @@ func (l *Local) create(ctx context.Context, o RunOptions, stdio IO) (*Container,
 			return err
 		}
 		dir := l.cs.path(c.ID)
-		files := spec.Files{
-			Hostname:   filepath.Join(dir, "hostname"),
-			Hosts:      filepath.Join(dir, "hosts"),
-			ResolvConf: filepath.Join(dir, "resolv.conf"),
-		}
-		sp, err = spec.Generate(c.ID, cfg, o.Spec, layerfs.New(layers), files, filepath.Join(dir, "rootfs"))
+		sp, err = spec.Generate(c.ID, cfg, o.Spec, layerfs.New(layers), spec.FilesIn(dir), filepath.Join(dir, "rootfs"))
 		if err == nil {
 			_, err = spec.WriteFiles(dir, sp.Hostname, o.Spec.Network)
 		}

@@ -82,6 +82,16 @@ func defaultHosts(hostname string) []byte {
 // is reachable.
 const noneResolvConf = "# devbox: --network none: this container has no network and no name servers.\n"
 
+// FilesIn names the files WriteFiles writes into dir; a spec can be
+// generated with them before they are written.
+func FilesIn(dir string) Files {
+	return Files{
+		Hostname:   filepath.Join(dir, "hostname"),
+		Hosts:      filepath.Join(dir, "hosts"),
+		ResolvConf: filepath.Join(dir, "resolv.conf"),
+	}
+}
+
 // WriteFiles writes the container's /etc/hostname, /etc/hosts and
 // /etc/resolv.conf into dir (which must exist) and returns their paths.
 //
@@ -119,11 +129,7 @@ func WriteFiles(dir, hostname, network string) (Files, error) {
 		hosts = defaultHosts(hostname)
 		resolv = []byte(noneResolvConf)
 	}
-	f := Files{
-		Hostname:   filepath.Join(dir, "hostname"),
-		Hosts:      filepath.Join(dir, "hosts"),
-		ResolvConf: filepath.Join(dir, "resolv.conf"),
-	}
+	f := FilesIn(dir)
 	for _, w := range []struct {
 		path string
 		data []byte
