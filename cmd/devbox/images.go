@@ -36,6 +36,9 @@ func newPullCmd(g *globals) *cobra.Command {
 				}
 				opts.Platform = p
 			}
+			if _, err := images.ParseReference(args[0], insecure); err != nil {
+				return err
+			}
 			e, err := newEngine()
 			if err != nil {
 				return err
