@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	goruntime "runtime"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/devbox-dev/devbox/internal/fdio"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -82,43 +83,13 @@ func report(err error) int {
 	if errors.As(err, &errno) {
 		r.Errno = errno
 	}
-	writeAll(syncFD, r.encode())
+	fdio.WriteAll(syncFD, r.encode())
 	return code
-}
-
-func writeAll(fd int, b []byte) {
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil || n <= 0 {
-			return
-		}
-		b = b[n:]
-	}
-}
-
-func readFull(fd int, b []byte) error {
-	for len(b) > 0 {
-		n, err := unix.Read(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return io.ErrUnexpectedEOF
-		}
-		b = b[n:]
-	}
-	return nil
 }
 
 func readConfig() (*initConfig, error) {
 	var hdr [4]byte
-	if err := readFull(syncFD, hdr[:]); err != nil {
+	if err := fdio.ReadFull(syncFD, hdr[:]); err != nil {
 		return nil, err
 	}
 	n := binary.LittleEndian.Uint32(hdr[:])
@@ -126,7 +97,7 @@ func readConfig() (*initConfig, error) {
 		return nil, fmt.Errorf("config of %d bytes is too large", n)
 	}
 	buf := make([]byte, n)
-	if err := readFull(syncFD, buf); err != nil {
+	if err := fdio.ReadFull(syncFD, buf); err != nil {
 		return nil, err
 	}
 	return decodeConfig(buf)
@@ -144,7 +115,7 @@ func initStage() error {
 	}
 	if cfg.Wait {
 		var b [1]byte
-		if err := readFull(syncFD, b[:]); err != nil || b[0] != goByte {
+		if err := fdio.ReadFull(syncFD, b[:]); err != nil || b[0] != goByte {
 			return step("wait for start", fmt.Errorf("Run gave up (%v)", err))
 		}
 	}
@@ -236,7 +207,7 @@ func initStage() error {
 		return step("parent-death check", errors.New("the process that called Run has exited"))
 	}
 
-	writeAll(syncFD, []byte{execByte})
+	fdio.WriteAll(syncFD, []byte{execByte})
 	prog, err := lookPath(cfg.Args[0], cfg.Env)
 	if err != nil {
 		return err

@@ -8,6 +8,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/devbox-dev/devbox/internal/fdio"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -160,7 +162,7 @@ func (a *applier) copyContent(fd int, r io.Reader) (int64, error) {
 	for {
 		n, rerr := r.Read(buf)
 		if n > 0 {
-			if err := writeAll(fd, buf[:n]); err != nil {
+			if err := fdio.WriteAll(fd, buf[:n]); err != nil {
 				return written, a.fail("write file", err)
 			}
 			written += int64(n)
@@ -175,21 +177,6 @@ func (a *applier) copyContent(fd int, r io.Reader) (int64, error) {
 			return written, fmt.Errorf("%s: %w", layerOf(a.image), err)
 		}
 	}
-}
-
-// writeAll writes all of b to fd.
-func writeAll(fd int, b []byte) error {
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		b = b[n:]
-	}
-	return nil
 }
 
 // directory creates a directory, or updates the metadata of the one already

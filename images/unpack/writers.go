@@ -4,6 +4,8 @@ import (
 	"hash/maphash"
 	"sync"
 
+	"github.com/devbox-dev/devbox/internal/fdio"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -88,7 +90,7 @@ func (j *fileJob) write() (int64, error) {
 		return 0, entryIOError(j.image, j.entry, "create file", err)
 	}
 	defer unix.Close(fd)
-	if err := writeAll(fd, j.data); err != nil {
+	if err := fdio.WriteAll(fd, j.data); err != nil {
 		return 0, entryIOError(j.image, j.entry, "write file", err)
 	}
 	return int64(len(j.data)), j.meta.set(fd, j.pfd, j.base, j.image, j.entry)

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/devbox-dev/devbox/internal/fdio"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -28,7 +30,7 @@ func writeFile(dirfd int, dir, name, value string) error {
 		fd, err = openat(unix.AT_FDCWD, dir+"/"+name, unix.O_WRONLY|unix.O_CLOEXEC)
 	}
 	if err == nil {
-		err = writeAll(fd, value)
+		err = fdio.WriteAll(fd, []byte(value))
 		unix.Close(fd)
 	}
 	if err != nil {
@@ -44,21 +46,6 @@ func openat(dirfd int, path string, flags int) (int, error) {
 			return fd, err
 		}
 	}
-}
-
-func writeAll(fd int, value string) error {
-	b := []byte(value)
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		b = b[n:]
-	}
-	return nil
 }
 
 // readFile reads a small control file.
