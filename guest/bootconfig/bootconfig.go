@@ -1,0 +1,127 @@
+// Package bootconfig is the contract between the host and the devbox guest
+// agent: what the host hands the guest at boot (a JSON file and keys in a
+// small cpio archive appended to the guest's initramfs), and the names both
+// sides use on the wire. Both sides import it, so they cannot drift apart.
+package bootconfig
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Files the host places in the guest's initramfs overlay.
+const (
+	// Path holds the Config as JSON.
+	Path = "/etc/devbox/boot.json"
+	// HostKeyPath holds the guest's SSH host key (OpenSSH PEM, ed25519),
+	// generated on the host so the host can pin its public half.
+	HostKeyPath = "/etc/devbox/ssh_host_ed25519_key"
+	// SeedPath holds random bytes the agent mixes into the guest's RNG
+	// before anything needs entropy.
+	SeedPath = "/etc/devbox/random-seed"
+)
+
+// ReadyLine is what the agent writes to the console once it serves SSH; a
+// person reading the serial log can see how far boot got.
+const ReadyLine = "devbox-agent: ready"
+
+// Hello is what the agent writes on a fresh agent stream once the host side
+// is connected, before any SSH bytes. The host sends nothing until it has
+// read Hello, so bytes meant for a new connection can never be swallowed by
+// the agent's previous session on the same virtio-serial port.
+const Hello = "DEVBOX-AGENT-HELLO\n"
+
+// User is the account SSH logs in as in the guest.
+const User = "root"
+
+// SSH global requests the host sends the agent.
+const (
+	// RequestSetTime carries SetTime; the agent sets the guest's clock.
+	// The host sends it on every connection, so a guest that slept with
+	// its host catches up.
+	RequestSetTime = "set-time@devbox"
+	// RequestShutdown asks the agent to stop everything, sync and unmount
+	// the data disk, reply, then power off.
+	RequestShutdown = "shutdown@devbox"
+)
+
+// SetTime is the payload of RequestSetTime (encode with ssh.Marshal).
+type SetTime struct {
+	UnixNano uint64
+}
+
+// Transports the agent can serve SSH on.
+const (
+	TransportVirtioSerial = "virtio-serial"
+	TransportVsock        = "vsock"
+)
+
+// PortName is the name of the i-th virtio-serial port the agent serves SSH
+// on (under /sys/class/virtio-ports/*/name in the guest). Each port carries
+// one SSH connection at a time; several ports let several host commands
+// talk to the agent at once.
+func PortName(i int) string { return fmt.Sprintf("devbox.agent.%d", i) }
+
+// Config is what the agent needs to know at boot.
+type Config struct {
+	// Hostname of the guest.
+	Hostname string `json:"hostname"`
+	// AuthorizedKeys are public keys, in authorized_keys format, allowed
+	// to log in as User.
+	AuthorizedKeys []string `json:"authorizedKeys"`
+	// Time is the host's clock when it wrote this file (Unix ns): a floor
+	// for the guest clock until the host sends RequestSetTime.
+	Time int64 `json:"time"`
+	// Network is the static IPv4 set-up of the first NIC; nil leaves
+	// networking down.
+	Network *Network `json:"network,omitempty"`
+	// DataDisk is the block device holding the persistent data (e.g.
+	// /dev/vda). The agent formats it ext4 when it holds no filesystem and
+	// mounts it at DataRoot.
+	DataDisk string `json:"dataDisk,omitempty"`
+	// DataRoot is where DataDisk is mounted: devbox's data root.
+	DataRoot string `json:"dataRoot"`
+	// Transport is TransportVirtioSerial or TransportVsock.
+	Transport string `json:"transport"`
+	// Ports is how many virtio-serial ports (PortName(0..Ports-1)) carry
+	// the agent's SSH.
+	Ports int `json:"ports,omitempty"`
+	// VsockPort is the vsock port the agent listens on.
+	VsockPort uint32 `json:"vsockPort,omitempty"`
+}
+
+// Network is a static IPv4 configuration, as QEMU's user network wants.
+type Network struct {
+	Address string   `json:"address"` // CIDR, e.g. 10.0.2.15/24
+	Gateway string   `json:"gateway"` // e.g. 10.0.2.2
+	DNS     []string `json:"dns"`     // e.g. 10.0.2.3
+}
+
+// QEMUUserNetwork is the static configuration for QEMU's user (slirp)
+// network with its default addresses.
+func QEMUUserNetwork() *Network {
+	return &Network{Address: "10.0.2.15/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}}
+}
+
+// Load reads the Config at path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("boot config: %w", err)
+	}
+	var c Config
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("boot config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// Marshal encodes c for Path.
+func (c *Config) Marshal() ([]byte, error) {
+	return json.MarshalIndent(c, "", "  ")
+}
+
+// TimeFloor is c.Time as a time.Time.
+func (c *Config) TimeFloor() time.Time { return time.Unix(0, c.Time) }
