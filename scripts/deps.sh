@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what devbox's tests, benchmarks and demo need on Debian 12:
 # Debian's docker-registry (a real registry to pull from), busybox-static
-# (the test images' userland) and the Go modules. With BENCH=1 (as `make
-# bench` runs it) also the peers bench/run measures devbox against: crun,
-# runc and podman; the tests need none of them.
+# (the test images' userland), QEMU and the OpenSSH client (the VM tests)
+# and the Go modules. `make image` installs what the guest image build
+# needs itself (scripts/guest-kernel.sh, scripts/guest-debs.sh). With
+# BENCH=1 (as `make bench` runs it) also the peers bench/run measures
+# devbox against: crun, runc and podman; the tests need none of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,10 @@ need=()
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v make >/dev/null || need+=(make)
 command -v gcc >/dev/null || need+=(gcc)
+# The VM tests boot the guest under QEMU and reach it with OpenSSH too.
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v qemu-img >/dev/null || need+=(qemu-utils)
+command -v ssh >/dev/null || need+=(openssh-client)
 if [ "${BENCH:-}" = 1 ]; then
 	for tool in crun runc podman; do
 		command -v "$tool" >/dev/null || need+=("$tool")
