@@ -6,6 +6,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 
@@ -78,10 +79,15 @@ type Exit struct {
 	OOMKilled bool
 }
 
-// platformPtr is nil for "" so the store picks this machine's platform.
+// platformPtr is nil for "" so the store picks this machine's platform;
+// otherwise p must name an OS and an architecture at least.
 func platformPtr(p string) (*v1.Platform, error) {
 	if p == "" {
 		return nil, nil
 	}
-	return v1.ParsePlatform(p)
+	plat, err := v1.ParsePlatform(p)
+	if err == nil && (plat.OS == "" || plat.Architecture == "") {
+		err = errors.New("no OS or architecture")
+	}
+	return plat, err
 }

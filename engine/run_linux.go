@@ -21,11 +21,26 @@ import (
 
 // Run creates the container, runs it to its end and records how it ended.
 func (l *Local) Run(ctx context.Context, o RunOptions, stdio IO) (Exit, error) {
-	c, sp, layers, err := l.create(ctx, o, stdio)
+	rc := &runtime.Container{
+		Stdin:   stdio.Stdin,
+		Stdout:  stdio.Stdout,
+		Stderr:  stdio.Stderr,
+		Console: stdio.Console,
+	}
+	prestart(rc, o)
+	id := newID()
+	var cj *cgroupJob
+	// Once the image is there (not before a pull, which may take long and
+	// be interrupted), the cgroup is made while the rest is.
+	c, sp, layers, err := l.create(ctx, o, stdio, id, func() { cj = startCgroup(id, o.Spec, rc.Pid()) })
 	if err != nil {
+		rc.Abort()
+		if cj != nil {
+			cj.discard()
+		}
 		return Exit{}, err
 	}
-	exit, err := l.start(ctx, c, sp, layers, stdio)
+	exit, err := l.start(ctx, c, sp, layers, rc, cj, stdio.Signals)
 	if c.AutoRemove {
 		if rerr := l.cs.remove(c.ID); rerr != nil && err == nil {
 			err = rerr
@@ -34,9 +49,9 @@ func (l *Local) Run(ctx context.Context, o RunOptions, stdio IO) (Exit, error) {
 	return exit, err
 }
 
-// create resolves the image (pulling it if the policy says so), records the
-// container and builds its runtime spec.
-func (l *Local) create(ctx context.Context, o RunOptions, stdio IO) (*Container, *specs.Spec, []string, error) {
+// create resolves the image (pulling it if the policy says so), calls
+// resolved, records the container as id and builds its runtime spec.
+func (l *Local) create(ctx context.Context, o RunOptions, stdio IO, id string, resolved func()) (*Container, *specs.Spec, []string, error) {
 	var c *Container
 	var sp *specs.Spec
 	var layers []string
@@ -45,13 +60,14 @@ func (l *Local) create(ctx context.Context, o RunOptions, stdio IO) (*Container,
 		if err != nil {
 			return err
 		}
+		resolved()
 		cfg, err := s.Config(img)
 		if err != nil {
 			return err
 		}
 		layers = s.LayerDirs(img)
 		c = &Container{
-			Name: o.Name, Image: o.Image, ImageID: img.ID,
+			ID: id, Name: o.Name, Image: o.Image, ImageID: img.ID,
 			Created: time.Now().UTC(), State: StateCreated, AutoRemove: o.Remove,
 		}
 		// The record exists before the store is released, so rmi sees the
@@ -96,35 +112,117 @@ func mkdirs(dir string, names ...string) error {
 	return nil
 }
 
-// resolve finds the image in the store, pulling it as the policy says.
+// resolve finds the image in the store, pulling it as the policy says. An
+// image stored for another platform than --platform asks for is not it:
+// it is pulled again, or with --pull=never refused.
 func (l *Local) resolve(ctx context.Context, s *images.Store, o RunOptions, stdio IO) (*images.Image, error) {
-	if o.Pull != PullAlways {
-		img, err := s.Get(o.Image)
-		if err == nil || !errors.Is(err, images.ErrNotFound) || o.Pull == PullNever {
-			if errors.Is(err, images.ErrNotFound) {
-				return nil, fmt.Errorf("image %s is not in the store and --pull=never: pull it first (devbox pull %s)", o.Image, o.Image)
-			}
-			return img, err
-		}
-	}
 	plat, err := platformPtr(o.Platform)
 	if err != nil {
 		return nil, fmt.Errorf("invalid --platform %q: use OS/ARCH[/VARIANT], like linux/arm64", o.Platform)
 	}
+	if o.Pull != PullAlways {
+		img, err := s.Get(o.Image)
+		switch {
+		case errors.Is(err, images.ErrNotFound) && o.Pull == PullNever:
+			return nil, fmt.Errorf("image %s is not in the store and --pull=never: pull it first (devbox pull %s)", o.Image, o.Image)
+		case err != nil && !errors.Is(err, images.ErrNotFound):
+			return nil, err
+		case err == nil && plat != nil && !img.MatchesPlatform(*plat) && o.Pull == PullNever:
+			return nil, fmt.Errorf("image %s is stored for %s, not %s as --platform asks, and --pull=never: pull it first (devbox pull --platform %s %s)", o.Image, img.Platform, o.Platform, o.Platform, o.Image)
+		case err == nil && (plat == nil || img.MatchesPlatform(*plat)):
+			return img, nil
+		}
+	}
 	return s.Pull(ctx, o.Image, images.PullOptions{Platform: plat, Insecure: o.Insecure, Progress: stdio.Progress})
 }
 
-// start runs a created container in its cgroup and records its end.
-func (l *Local) start(ctx context.Context, c *Container, sp *specs.Spec, layers []string, stdio IO) (Exit, error) {
-	cg, err := cgroups.New(sp.Linux.CgroupsPath, sp.Linux.Resources)
-	if err != nil {
-		return l.finish(c, Exit{Code: 125}, "", fmt.Errorf("cgroup: %w", err))
+// prestart creates the container's process (runtime's init stage) right
+// away, so that it starts up while the image is resolved and the spec,
+// files and cgroups are made, rather than after. It does where the host
+// has cgroup v1 controllers: their cgroups must be joined by a write once
+// the process exists in any case, and the same write puts it into its
+// cgroup2 directory. On a pure cgroup2 host the process is better created
+// later, straight into its cgroup (CLONE_INTO_CGROUP), which needs no such
+// write: writes to cgroup.procs wait for an RCU grace period. Where it does
+// not (or cannot), runtime.Run creates the process.
+func prestart(rc *runtime.Container, o RunOptions) {
+	if l, err := cgroups.Detect(); err != nil || l == cgroups.V2 {
+		return
 	}
-	defer func() {
+	if ns, err := spec.Namespaces(o.Spec); err == nil { // else create reports it
+		rc.Prestart(ns, o.Spec.Terminal)
+	}
+}
+
+// cgroupJob makes a container's cgroup, and adds its prestarted process
+// to it, while the rest of the container is made: on a cgroup v1 host,
+// joining the cgroups waits for an RCU grace period, milliseconds that
+// are best spent meanwhile.
+type cgroupJob struct {
+	pid  int
+	done chan struct{} // closed once cg and err are set
+	cg   *cgroups.Cgroup
+	err  error
+	// added is closed once addErr, the result of adding pid (if > 0), is
+	// set.
+	added  chan struct{}
+	addErr error
+}
+
+// startCgroup starts making the cgroup of container id, run with o, and
+// adding process pid (if > 0) to it.
+func startCgroup(id string, o spec.Options, pid int) *cgroupJob {
+	j := &cgroupJob{pid: pid, done: make(chan struct{}), added: make(chan struct{})}
+	go func() {
+		defer close(j.added)
+		res, err := spec.Resources(o)
+		if err == nil {
+			j.cg, err = cgroups.New(spec.CgroupsPath(id), res)
+		}
+		j.err = err
+		close(j.done)
+		if err == nil && pid > 0 {
+			j.addErr = j.cg.Add(pid)
+		}
+	}()
+	return j
+}
+
+// wait returns the cgroup, once made.
+func (j *cgroupJob) wait() (*cgroups.Cgroup, error) {
+	<-j.done
+	return j.cg, j.err
+}
+
+// waitAdded returns the result of adding the process, once done.
+func (j *cgroupJob) waitAdded() error {
+	<-j.added
+	return j.addErr
+}
+
+// discard removes the cgroup (once its process, if any, is killed).
+func (j *cgroupJob) discard() {
+	if cg, err := j.wait(); err == nil {
+		j.waitAdded()
 		cg.Close()
 		cg.Kill()
 		cg.Delete()
+	}
+}
+
+// start runs a created container in its cgroup and records its end. rc
+// has its stdio, and its process if prestarted, which cj adds to the
+// cgroup.
+func (l *Local) start(ctx context.Context, c *Container, sp *specs.Spec, layers []string, rc *runtime.Container, cj *cgroupJob, signals <-chan os.Signal) (Exit, error) {
+	if _, err := cj.wait(); err != nil {
+		rc.Abort()
+		return l.finish(c, Exit{Code: 125}, "", fmt.Errorf("cgroup: %w", err))
+	}
+	defer func() {
+		rc.Abort() // if it never got to run
+		cj.discard()
 	}()
+	cg := cj.cg
 	c.State, c.Started = StateRunning, time.Now().UTC()
 	c.Owner = os.Getpid()
 	c.OwnerStart = processStart(c.Owner)
@@ -132,25 +230,20 @@ func (l *Local) start(ctx context.Context, c *Container, sp *specs.Spec, layers 
 		return Exit{Code: 125}, err
 	}
 	dir := l.cs.path(c.ID)
-	rc := &runtime.Container{
-		ID:       c.ID,
-		Spec:     sp,
-		Layers:   layers,
-		UpperDir: filepath.Join(dir, "upper"),
-		WorkDir:  filepath.Join(dir, "work"),
-		Stdin:    stdio.Stdin,
-		Stdout:   stdio.Stdout,
-		Stderr:   stdio.Stderr,
-		Console:  stdio.Console,
-		CgroupFD: cg.FD(),
-		Started:  cg.Add,
+	rc.ID, rc.Spec, rc.Layers = c.ID, sp, layers
+	rc.UpperDir, rc.WorkDir = filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+	if cj.pid > 0 {
+		rc.Started = func(int) error { return cj.waitAdded() }
+	} else {
+		rc.CgroupFD = cg.FD()
+		rc.Started = cg.Add
 	}
 	if c.AutoRemove {
 		// Writes of a --rm container die with it: a tmpfs upper dir in
 		// its mount namespace costs nothing to set up or remove.
 		rc.UpperDir, rc.WorkDir = "", ""
 	}
-	stop := forwardSignals(rc, stdio.Signals)
+	stop := forwardSignals(rc, signals)
 	st, err := runtime.Run(ctx, rc)
 	stop()
 	exit := Exit{Code: st.Code}
@@ -167,11 +260,16 @@ func (l *Local) start(ctx context.Context, c *Container, sp *specs.Spec, layers 
 	return l.finish(c, exit, "", err)
 }
 
-// finish records how a container ended.
+// finish records how a container ended. A --rm container's record is
+// not written: every caller removes it next (and should that fail, the
+// record of a running container whose devbox is gone gets reaped).
 func (l *Local) finish(c *Container, exit Exit, reason string, err error) (Exit, error) {
 	c.State, c.Finished = StateExited, time.Now().UTC()
 	c.ExitCode, c.OOMKilled, c.Reason = exit.Code, exit.OOMKilled, reason
 	c.Owner, c.OwnerStart = 0, 0
+	if c.AutoRemove {
+		return exit, err
+	}
 	if serr := l.cs.save(c); serr != nil && err == nil {
 		err = serr
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -75,12 +74,33 @@ func (cs containers) lock() (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+// validName is docker's rule for container names: letters, digits, '_',
+// '.' and '-', starting with a letter or digit. (Not a regexp: every
+// process of this binary, container init stages included, would compile
+// it at start.)
+func validName(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
+			return false
+		}
+	}
+	return name != ""
+}
+
+// newID returns a new container ID: 64 random hex digits.
+func newID() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
 
 // create makes the directory and first record of a new container with a
-// unique name (docker's rule: given, or generated).
+// unique name (docker's rule: given, or generated), and its ID unless it
+// has one.
 func (cs containers) create(c *Container) error {
-	if c.Name != "" && !validName.MatchString(c.Name) {
+	if c.Name != "" && !validName(c.Name) {
 		return fmt.Errorf("invalid container name %q: use letters, digits, '_', '.', '-', starting with a letter or digit", c.Name)
 	}
 	unlock, err := cs.lock()
@@ -92,9 +112,9 @@ func (cs containers) create(c *Container) error {
 	if err != nil {
 		return err
 	}
-	var b [32]byte
-	rand.Read(b[:])
-	c.ID = hex.EncodeToString(b[:])
+	if c.ID == "" {
+		c.ID = newID()
+	}
 	if c.Name == "" {
 		c.Name = generatedName(c.ID)
 	}
@@ -103,7 +123,7 @@ func (cs containers) create(c *Container) error {
 			return fmt.Errorf("container name %q is already in use by container %s: remove it (devbox rm %s) or choose another --name", c.Name, o.ID[:12], c.Name)
 		}
 	}
-	if err := os.MkdirAll(cs.path(c.ID), 0o700); err != nil {
+	if err := os.Mkdir(cs.path(c.ID), 0o700); err != nil {
 		return fmt.Errorf("create container: %w", err)
 	}
 	return cs.save(c)

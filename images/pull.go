@@ -214,6 +214,18 @@ func selectPlatform(im *v1.IndexManifest, want v1.Platform) (v1.Descriptor, erro
 	return v1.Descriptor{}, fmt.Errorf("%w %s (available: %s; choose one with --platform)", ErrNoPlatform, platformString(&want), strings.Join(avail, ", "))
 }
 
+// MatchesPlatform tells whether img is an image for platform want, as a
+// pull for want would have chosen it: its config's OS and architecture
+// are want's, and its variant too when want names one. An image whose
+// config names no platform matches any.
+func (img *Image) MatchesPlatform(want v1.Platform) bool {
+	if img.Platform == "" {
+		return true
+	}
+	have, err := v1.ParsePlatform(img.Platform)
+	return err == nil && platformMatches(*have, want)
+}
+
 func platformMatches(have, want v1.Platform) bool {
 	if have.OS != want.OS || have.Architecture != want.Architecture {
 		return false

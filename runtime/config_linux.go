@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -33,10 +34,13 @@ type initConfig struct {
 	// PopulateDev is set unless /dev is a bind mount.
 	PopulateDev bool
 	Devices     []devicePlan
-	// Console is the host path of the pty slave to bind at /dev/console.
-	Console       string
-	MaskedPaths   []string
-	ReadonlyPaths []string
+	// Terminal makes the init stage open a pty in the container's devpts,
+	// send Run its master and make the slave its stdio (setupConsole),
+	// ConsoleRows by ConsoleCols when they are set.
+	Terminal                 bool
+	ConsoleRows, ConsoleCols uint16
+	MaskedPaths              []string
+	ReadonlyPaths            []string
 	// Sysctl holds key, value, key, value, ...: checked to be namespaced.
 	Sysctl               []string
 	Hostname, Domainname string
@@ -61,7 +65,8 @@ type initConfig struct {
 	SeccompFlags uint
 	SeccompSpec  []byte
 
-	// Wait tells the init stage to wait for goByte before any set-up.
+	// Wait tells the init stage to wait for goByte before the set-up that
+	// depends on cgroups (see started).
 	Wait bool
 	// UnshareCgroup tells the init stage to create its cgroup namespace
 	// itself, after goByte, so that it is rooted at the cgroups Started
@@ -206,6 +211,13 @@ func (c *Container) prepare() (*initConfig, uintptr, []nsJoin, error) {
 		NoNewPrivileges: p.NoNewPrivileges,
 		Wait:            c.Started != nil,
 		PopulateDev:     true,
+		Terminal:        p.Terminal,
+	}
+	if p.Terminal && p.ConsoleSize != nil {
+		if p.ConsoleSize.Height > 0xffff || p.ConsoleSize.Width > 0xffff {
+			return nil, 0, nil, c.errorf("console size %dx%d is too large", p.ConsoleSize.Width, p.ConsoleSize.Height)
+		}
+		cfg.ConsoleRows, cfg.ConsoleCols = uint16(p.ConsoleSize.Height), uint16(p.ConsoleSize.Width)
 	}
 	var err error
 	abs := func(what, p string) string {
@@ -249,36 +261,14 @@ func (c *Container) prepare() (*initConfig, uintptr, []nsJoin, error) {
 		return nil, 0, nil, c.errorf("rootfs propagation %q is not supported", linux.RootfsPropagation)
 	}
 
-	// Namespaces. The mount namespace is always new: everything is
-	// mounted in it.
-	flags := uintptr(unix.CLONE_NEWNS)
-	own := map[specs.LinuxNamespaceType]bool{specs.MountNamespace: true}
-	var joins []nsJoin
-	for _, ns := range linux.Namespaces {
-		flag, ok := nsFlags[ns.Type]
-		switch {
-		case !ok:
-			return nil, 0, nil, c.errorf("unknown namespace type %q", ns.Type)
-		case own[ns.Type] && ns.Type != specs.MountNamespace:
-			return nil, 0, nil, c.errorf("namespace %q listed twice", ns.Type)
-		case ns.Type == specs.UserNamespace || ns.Type == specs.TimeNamespace:
-			return nil, 0, nil, c.errorf("%s namespaces are not supported", ns.Type)
-		case ns.Path == "":
-			flags |= uintptr(flag)
-		case ns.Type == specs.MountNamespace:
-			return nil, 0, nil, c.errorf("joining a mount namespace is not supported: each container gets its own")
-		default:
-			joins = append(joins, nsJoin{ns.Type, flag, ns.Path})
-		}
-		own[ns.Type] = true
+	flags, own, joins, err := c.cloneFlags(linux.Namespaces, c.Started != nil || c.pre != nil)
+	if err != nil {
+		return nil, 0, nil, err
 	}
 	cfg.CgroupNS = own[specs.CgroupNamespace]
-	if flags&unix.CLONE_NEWCGROUP != 0 && c.Started != nil {
-		// Started may move the process into (v1) cgroups: create the
-		// cgroup namespace after that, so that it is rooted there.
-		flags &^= unix.CLONE_NEWCGROUP
-		cfg.UnshareCgroup = true
-	}
+	// The cgroup namespace is left to the init stage when it is to be
+	// moved into cgroups after it starts (see cloneFlags).
+	cfg.UnshareCgroup = cfg.CgroupNS && flags&unix.CLONE_NEWCGROUP == 0 && !slices.ContainsFunc(joins, func(j nsJoin) bool { return j.typ == specs.CgroupNamespace })
 	if (cfg.Hostname != "" || cfg.Domainname != "") && !own[specs.UTSNamespace] {
 		return nil, 0, nil, c.errorf("cannot set the hostname without a UTS namespace of the container's own")
 	}
@@ -343,6 +333,40 @@ func (c *Container) prepare() (*initConfig, uintptr, []nsJoin, error) {
 		}
 	}
 	return cfg, flags, joins, nil
+}
+
+// cloneFlags works out the clone flags for namespaces, which are new but
+// for those given by path (joins), and which namespaces the container has
+// of its own. The mount namespace is always new: everything is mounted in
+// it. When moved is set, the process will be moved into its cgroups after
+// it starts (by Started): then a new cgroup namespace is not a clone flag,
+// the init stage creates it after the move, so that it is rooted there.
+func (c *Container) cloneFlags(namespaces []specs.LinuxNamespace, moved bool) (uintptr, map[specs.LinuxNamespaceType]bool, []nsJoin, error) {
+	flags := uintptr(unix.CLONE_NEWNS)
+	own := map[specs.LinuxNamespaceType]bool{specs.MountNamespace: true}
+	var joins []nsJoin
+	for _, ns := range namespaces {
+		flag, ok := nsFlags[ns.Type]
+		switch {
+		case !ok:
+			return 0, nil, nil, c.errorf("unknown namespace type %q", ns.Type)
+		case own[ns.Type] && ns.Type != specs.MountNamespace:
+			return 0, nil, nil, c.errorf("namespace %q listed twice", ns.Type)
+		case ns.Type == specs.UserNamespace || ns.Type == specs.TimeNamespace:
+			return 0, nil, nil, c.errorf("%s namespaces are not supported", ns.Type)
+		case ns.Path == "":
+			flags |= uintptr(flag)
+		case ns.Type == specs.MountNamespace:
+			return 0, nil, nil, c.errorf("joining a mount namespace is not supported: each container gets its own")
+		default:
+			joins = append(joins, nsJoin{ns.Type, flag, ns.Path})
+		}
+		own[ns.Type] = true
+	}
+	if moved {
+		flags &^= unix.CLONE_NEWCGROUP
+	}
+	return flags, own, joins, nil
 }
 
 // checkSysctl refuses a sysctl that is not namespaced, or whose namespace
@@ -561,7 +585,9 @@ func (c *initConfig) encode() []byte {
 		e.uint(uint64(d.UID))
 		e.uint(uint64(d.GID))
 	}
-	e.str(c.Console)
+	e.bool(c.Terminal)
+	e.uint(uint64(c.ConsoleRows))
+	e.uint(uint64(c.ConsoleCols))
 	e.strs(c.MaskedPaths)
 	e.strs(c.ReadonlyPaths)
 	e.strs(c.Sysctl)
@@ -652,7 +678,9 @@ func decodeConfig(b []byte) (*initConfig, error) {
 			dv.GID = uint32(d.uint())
 		}
 	}
-	c.Console = d.str()
+	c.Terminal = d.bool()
+	c.ConsoleRows = uint16(d.uint())
+	c.ConsoleCols = uint16(d.uint())
 	c.MaskedPaths = d.strs()
 	c.ReadonlyPaths = d.strs()
 	c.Sysctl = d.strs()

@@ -17,7 +17,9 @@
 //     that mistakes fail before anything starts. It clones /proc/self/exe
 //     with the new namespaces as clone flags, an optional
 //     CLONE_INTO_CGROUP and a SIGKILL parent-death signal, and sends that
-//     plan over a socket (fd 3) in a compact binary form.
+//     plan over a socket (fd 3) in a compact binary form. A caller may
+//     have the process cloned earlier, with [Container.Prestart], so that
+//     it starts up while the caller still prepares the container.
 //  2. The init stage (Init, in Go, in the new namespaces) makes every mount
 //     private, mounts the overlay and the spec's mounts inside the
 //     container's own mount namespace (nothing is ever mounted in the
@@ -29,6 +31,11 @@
 //     [ExecError] (exit code 127 or 126) when the program could not be
 //     started. Then it waits for the program and returns its
 //     [ExitStatus].
+//
+// Device access is the device cgroup's job, as with runc: the rootfs, /dev
+// and bind mounts are not nodev, and containers keep CAP_MKNOD, so the
+// caller must put the container in a cgroup that enforces the spec's
+// Linux.Resources.Devices (package runtime/cgroups does) before it starts.
 //
 // Seccomp comes from package runtime/seccomp through package variables
 // that a file of this package sets (seccompCompile and seccompLoad, or

@@ -107,7 +107,7 @@ func TestConfigRoundTrip(t *testing.T) {
 		},
 		PopulateDev: true,
 		Devices:     []devicePlan{{Path: "/dev/x", Mode: unix.S_IFCHR | 0o600, Major: 1, Minor: 300, UID: 5, GID: 6}},
-		Console:     "/dev/pts/9", MaskedPaths: []string{"/proc/kcore"}, ReadonlyPaths: []string{"/proc/sys"},
+		Terminal:    true, ConsoleRows: 50, ConsoleCols: 300, MaskedPaths: []string{"/proc/kcore"}, ReadonlyPaths: []string{"/proc/sys"},
 		Sysctl: []string{"net.ipv4.ip_forward", "1"}, Hostname: "h", Domainname: "d",
 		SetOOMScoreAdj: true, OOMScoreAdj: -500,
 		Args: []string{"sh", "-c", "x"}, Env: []string{"A=ü"}, Cwd: "/w",

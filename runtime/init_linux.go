@@ -113,21 +113,8 @@ func initStage() error {
 	if err != nil {
 		return step("read config", err)
 	}
-	if cfg.Wait {
-		var b [1]byte
-		if err := fdio.ReadFull(syncFD, b[:]); err != nil || b[0] != goByte {
-			return step("wait for start", fmt.Errorf("Run gave up (%v)", err))
-		}
-	}
-	if cfg.UnshareCgroup {
-		// Per thread: this is the thread that execs.
-		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-			return step("create cgroup namespace", err)
-		}
-	}
-
 	unix.Umask(0)
-	if err := setupRootfs(cfg); err != nil {
+	if err := setupRootfs(cfg, func() error { return started(cfg) }); err != nil {
 		return err
 	}
 
@@ -219,6 +206,27 @@ func initStage() error {
 	}
 	err = syscall.Exec(prog, cfg.Args, cfg.Env)
 	return execFailure(cfg.Args[0], err)
+}
+
+// started waits, if Run asked for it, until the Started hook has put the
+// process into its cgroups (v1 ones take a while: a cgroup.procs write
+// waits for an RCU grace period), then creates the cgroup namespace if
+// the init stage is to, so that it is rooted at those cgroups. Set-up that
+// does not depend on the cgroups runs before it, meanwhile.
+func started(cfg *initConfig) error {
+	if cfg.Wait {
+		var b [1]byte
+		if err := fdio.ReadFull(syncFD, b[:]); err != nil || b[0] != goByte {
+			return step("wait for start", fmt.Errorf("Run gave up (%v)", err))
+		}
+	}
+	if cfg.UnshareCgroup {
+		// Per thread: this is the thread that execs.
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return step("create cgroup namespace", err)
+		}
+	}
+	return nil
 }
 
 // loadSeccomp installs the container's seccomp filter, if it has one, on

@@ -221,8 +221,10 @@ func parseMountOptions(options []string) mountOptions {
 }
 
 // setupRootfs builds the container's root in its mount namespace and
-// pivots into it.
-func setupRootfs(cfg *initConfig) error {
+// pivots into it. It calls started once everything that does not depend
+// on the container's cgroups is mounted: the cgroup mounts, and any mount
+// whose destination is above or below one, wait for it, in their order.
+func setupRootfs(cfg *initConfig, started func() error) error {
 	if err := unix.Mount("", "/", "", cfg.RootPropagation, ""); err != nil {
 		return step("make mounts private", err)
 	}
@@ -236,13 +238,32 @@ func setupRootfs(cfg *initConfig) error {
 	r := &rootfs{path: cfg.Root, fd: fd}
 	defer unix.Close(fd)
 
+	var later []mountPlan
 	for _, m := range cfg.Mounts {
+		if m.Kind == mountCgroup || overlapsAny(m.Dest, later) {
+			later = append(later, m)
+			continue
+		}
 		if err := r.mount(m, cfg); err != nil {
 			return step("mount "+m.Dest, err)
 		}
 	}
-	if cfg.PopulateDev {
-		if err := r.populateDev(cfg.Console); err != nil {
+	devLater := overlapsAny("/dev", later)
+	if cfg.PopulateDev && !devLater {
+		if err := r.populateDev(); err != nil {
+			return step("populate /dev", err)
+		}
+	}
+	if err := started(); err != nil {
+		return err
+	}
+	for _, m := range later {
+		if err := r.mount(m, cfg); err != nil {
+			return step("mount "+m.Dest, err)
+		}
+	}
+	if cfg.PopulateDev && devLater {
+		if err := r.populateDev(); err != nil {
 			return step("populate /dev", err)
 		}
 	}
@@ -251,14 +272,36 @@ func setupRootfs(cfg *initConfig) error {
 			return step("create device "+d.Path, err)
 		}
 	}
-	return pivotRoot(cfg.Root)
+	if err := pivotRoot(cfg.Root); err != nil {
+		return err
+	}
+	if cfg.Terminal {
+		return setupConsole(cfg)
+	}
+	return nil
+}
+
+// overlapsAny tells whether dest is, contains or lies inside the
+// destination of one of ms.
+func overlapsAny(dest string, ms []mountPlan) bool {
+	dest = path.Clean(dest)
+	for _, m := range ms {
+		d := path.Clean(m.Dest)
+		if d == dest || d == "/" || dest == "/" || strings.HasPrefix(dest, d+"/") || strings.HasPrefix(d, dest+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // mountOverlay mounts the layers' overlay at root. Overlayfs wants the
-// top-most lower layer first. The rootfs is nodev, as /dev is: containers
-// keep CAP_MKNOD (Docker's default set) and there is no device cgroup yet,
-// so a node a container makes must not open; the devices it needs are the
-// host's, bound in.
+// top-most lower layer first.
+//
+// Neither the rootfs nor /dev is nodev, as in Docker: a device node made
+// in the container opens if the device cgroup (the caller's, from the
+// spec's Linux.Resources.Devices) allows it, and only then. Containers
+// keep CAP_MKNOD, so running one without that cgroup exposes the host's
+// devices.
 func mountOverlay(root string, layers []string, upper, work string) error {
 	if len(layers) == 0 {
 		// pivot_root needs a mount point.
@@ -286,7 +329,7 @@ func mountOverlay(root string, layers []string, upper, work string) error {
 	data := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work
 	escape = escape || strings.ContainsAny(upper+work, ",:\\")
 	if !escape && len(data) < os.Getpagesize()-1 {
-		return unix.Mount("overlay", root, "overlay", unix.MS_NODEV, data)
+		return unix.Mount("overlay", root, "overlay", 0, data)
 	}
 	// Too long for mount(2)'s one page of options, or in need of
 	// escaping: give the layers one by one (Linux 6.8+).
@@ -318,7 +361,7 @@ func mountOverlay(root string, layers []string, upper, work string) error {
 	if err := unix.FsconfigCreate(fs); err != nil {
 		return fmt.Errorf("create overlay: %w", err)
 	}
-	mnt, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NODEV)
+	mnt, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("fsmount: %w", err)
 	}
@@ -604,13 +647,13 @@ func cgroupV1Controller(opt string) bool {
 	return !strings.HasPrefix(opt, "release_agent=")
 }
 
-// hostDevice is a device node every container gets in /dev.
-type hostDevice struct {
+// stdDevice is a device node every container gets in /dev.
+type stdDevice struct {
 	name         string
 	major, minor uint32
 }
 
-var defaultDevices = []hostDevice{
+var defaultDevices = []stdDevice{
 	{"null", 1, 3},
 	{"zero", 1, 5},
 	{"full", 1, 7},
@@ -627,16 +670,20 @@ var defaultDevLinks = [][2]string{
 	{"stderr", "/proc/self/fd/2"},
 }
 
-// populateDev makes the default device nodes and links in /dev, and
-// /dev/console on the pty slave when there is a terminal.
-func (r *rootfs) populateDev(console string) error {
+// populateDev makes the default device nodes and links in /dev.
+func (r *rootfs) populateDev() error {
 	dfd, err := r.mkdirAll("dev")
 	if err != nil {
 		return err
 	}
 	defer unix.Close(dfd)
+	nodev, err := isNodev(dfd)
+	if err != nil {
+		return err
+	}
 	for _, d := range defaultDevices {
-		if err := r.bindDevice("dev/"+d.name, "/dev/"+d.name); err != nil {
+		err := r.mknod(dfd, "dev/"+d.name, d.name, unix.S_IFCHR|0o666, d.major, d.minor, 0, 0, "/dev/"+d.name, nodev)
+		if err != nil {
 			return err
 		}
 	}
@@ -645,22 +692,20 @@ func (r *rootfs) populateDev(console string) error {
 			return fmt.Errorf("symlink /dev/%s: %w", l[0], err)
 		}
 	}
-	if console != "" {
-		fd, err := r.mkfile("dev/console")
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		if err := unix.Mount(console, fdPath(fd), "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("bind %s at /dev/console: %w", console, err)
-		}
-	}
 	return nil
 }
 
-// bindDevice puts the host's device node hostPath at rel. It binds rather
-// than mknods: /dev and the rootfs are nodev, and a bind mount of a node is
-// a mount of its own, without that flag.
+// isNodev tells whether the mount holding the open directory dfd is nodev.
+func isNodev(dfd int) (bool, error) {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(dfd, &st); err != nil {
+		return false, err
+	}
+	return st.Flags&unix.ST_NODEV != 0, nil
+}
+
+// bindDevice puts the host's device node hostPath at rel: on a nodev
+// mount, a bind of a node is a mount of its own, without that flag.
 func (r *rootfs) bindDevice(rel, hostPath string) error {
 	fd, err := r.mkfile(rel)
 	if err != nil {
@@ -673,14 +718,16 @@ func (r *rootfs) bindDevice(rel, hostPath string) error {
 	return nil
 }
 
-// mknod makes the device node rel (named name in dfd) for a device the
-// spec lists. When the host has that very node at the same path it is
-// bound in, and so usable; otherwise the node is made, and opens only on
-// a mount without nodev (not /dev, not the rootfs).
-func (r *rootfs) mknod(dfd int, rel, name string, mode, major, minor uint32, uid, gid int, hostPath string) error {
-	var st unix.Stat_t
-	if unix.Stat(hostPath, &st) == nil && st.Mode&unix.S_IFMT == mode&unix.S_IFMT && st.Rdev == unix.Mkdev(major, minor) {
-		return r.bindDevice(rel, hostPath)
+// mknod makes the device node rel (named name in dfd), as runc does. On a
+// nodev mount (a user's /dev, say) a node would not open: there the
+// host's node at the same path, if it is that very device, is bound in
+// instead.
+func (r *rootfs) mknod(dfd int, rel, name string, mode, major, minor uint32, uid, gid int, hostPath string, nodev bool) error {
+	if nodev {
+		var st unix.Stat_t
+		if unix.Stat(hostPath, &st) == nil && st.Mode&unix.S_IFMT == mode&unix.S_IFMT && st.Rdev == unix.Mkdev(major, minor) {
+			return r.bindDevice(rel, hostPath)
+		}
 	}
 	err := unix.Mknodat(dfd, name, mode, int(unix.Mkdev(major, minor)))
 	if err == unix.EEXIST {
@@ -705,11 +752,15 @@ func (r *rootfs) device(d devicePlan) error {
 		return err
 	}
 	defer unix.Close(dfd)
+	nodev, err := isNodev(dfd)
+	if err != nil {
+		return err
+	}
 	// A node the image already has at that path is replaced.
 	if err := unix.Unlinkat(dfd, name, 0); err != nil && err != unix.ENOENT {
 		return err
 	}
-	return r.mknod(dfd, strings.TrimPrefix(path.Clean(d.Path), "/"), name, d.Mode, d.Major, d.Minor, int(d.UID), int(d.GID), d.Path)
+	return r.mknod(dfd, strings.TrimPrefix(path.Clean(d.Path), "/"), name, d.Mode, d.Major, d.Minor, int(d.UID), int(d.GID), d.Path, nodev)
 }
 
 // pivotRoot makes root the process's root and detaches the old one, with

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/creack/pty"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,7 +28,8 @@ const syncFD = 3
 
 // Bytes on the sync socket. Run sends the config (initConfig.encode: a
 // 4-byte little-endian length, then the binary form), then goByte once
-// Started has returned, if Started is set. The init stage sends an
+// Started has returned, if Started is set. The init stage sends
+// consoleByte with the pty master when there is a terminal, then an
 // initReport when set-up fails, or execByte just before it execs the
 // program, then an initReport only if the exec fails. The socket is
 // close-on-exec in the init stage, so Run reads EOF once the program runs.
@@ -64,6 +65,9 @@ func Run(ctx context.Context, c *Container) (ExitStatus, error) {
 	c.mu.Unlock()
 	if again {
 		return ExitStatus{}, c.errorf("Run called twice for one Container")
+	}
+	if c.pre != nil {
+		return c.runPrestarted(ctx)
 	}
 	cfg, flags, joins, err := c.prepare()
 	if err != nil {
@@ -103,6 +107,90 @@ func Run(ctx context.Context, c *Container) (ExitStatus, error) {
 	return r.st, r.err
 }
 
+// Prestart creates the container's process ahead of [Run], so that the
+// init stage (a fresh start of this binary: milliseconds) starts up while
+// the caller still works out the container. The process waits for Run to
+// send it its set-up; nothing is mounted and nothing runs before.
+//
+// namespaces are those Spec.Linux.Namespaces will list, none joined by
+// path, and terminal is Spec.Process.Terminal to come; Stdin, Stdout and
+// Stderr must be set already. Run checks that the spec agrees. CgroupFD is
+// not used: the process exists before its cgroup, so the Started hook
+// must add it to every hierarchy.
+//
+// After Prestart, call Run or [Container.Abort] from the same goroutine:
+// the process's parent-death signal is tied to that goroutine's thread,
+// which stays locked to it until then.
+func (c *Container) Prestart(namespaces []specs.LinuxNamespace, terminal bool) error {
+	c.mu.Lock()
+	busy := c.started || c.pre != nil
+	c.mu.Unlock()
+	if busy {
+		return c.errorf("Prestart after Prestart or Run")
+	}
+	flags, _, joins, err := c.cloneFlags(namespaces, true)
+	if err != nil {
+		return err
+	}
+	if len(joins) > 0 {
+		return c.errorf("Prestart cannot join namespaces by path")
+	}
+	goruntime.LockOSThread()
+	sp, err := c.spawn(flags, terminal, 0)
+	if err != nil {
+		goruntime.UnlockOSThread()
+		return err
+	}
+	c.pre = sp
+	return nil
+}
+
+// Abort kills and reaps the process [Container.Prestart] created, for a
+// container that will not run after all. Abort does nothing when there is
+// no such process, or once Run has been called.
+func (c *Container) Abort() {
+	c.mu.Lock()
+	sp := c.pre
+	if sp == nil || c.started {
+		c.mu.Unlock()
+		return
+	}
+	c.started = true
+	c.mu.Unlock()
+	sp.cmd.Process.Kill()
+	sp.cmd.Wait()
+	c.mu.Lock()
+	c.exited = true
+	c.mu.Unlock()
+	sp.close()
+	goruntime.UnlockOSThread()
+}
+
+// runPrestarted is Run for a prestarted process.
+func (c *Container) runPrestarted(ctx context.Context) (ExitStatus, error) {
+	defer goruntime.UnlockOSThread()
+	sp := c.pre
+	fail := func(err error) (ExitStatus, error) {
+		sp.cmd.Process.Kill()
+		sp.cmd.Wait()
+		c.mu.Lock()
+		c.exited = true
+		c.mu.Unlock()
+		sp.close()
+		return ExitStatus{}, err
+	}
+	cfg, flags, _, err := c.prepare()
+	switch {
+	case err != nil:
+		return fail(err)
+	case flags != sp.flags:
+		return fail(c.errorf("the spec's namespaces are not those given to Prestart"))
+	case c.Spec.Process.Terminal != sp.terminal:
+		return fail(c.errorf("the spec's terminal setting is not the one given to Prestart"))
+	}
+	return c.feed(ctx, sp, cfg)
+}
+
 func setns(j nsJoin) error {
 	fd, err := unix.Open(j.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -127,21 +215,49 @@ func (c *Container) run(ctx context.Context, cfg *initConfig, flags uintptr) (Ex
 	if err := ctx.Err(); err != nil {
 		return ExitStatus{}, c.errorf("not started: %w", err)
 	}
+	sp, err := c.spawn(flags, c.Spec.Process.Terminal, c.CgroupFD)
+	if err != nil {
+		return ExitStatus{}, err
+	}
+	return c.feed(ctx, sp, cfg)
+}
+
+// spawned is an init stage that has been started and waits for its
+// config.
+type spawned struct {
+	cmd      *exec.Cmd
+	sock     *os.File // Run's end of the sync socket
+	flags    uintptr  // the clone flags it was created with
+	terminal bool
+	stdinW   *os.File // the pipe Run copies a non-file Stdin into, or nil
+}
+
+// close releases what Run holds of an init stage.
+func (sp *spawned) close() {
+	sp.sock.Close()
+	if sp.stdinW != nil {
+		sp.stdinW.Close()
+	}
+}
+
+// spawn starts the init stage in new namespaces (flags), and in the
+// cgroup2 directory cgroupFD if > 0, on the calling thread, which must
+// stay locked until it is reaped.
+func (c *Container) spawn(flags uintptr, terminal bool, cgroupFD int) (*spawned, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return ExitStatus{}, c.errorf("socketpair: %w", err)
+		return nil, c.errorf("socketpair: %w", err)
 	}
-	sock := os.NewFile(uintptr(fds[0]), "sync")
+	sp := &spawned{sock: os.NewFile(uintptr(fds[0]), "sync"), flags: flags, terminal: terminal}
 	childSock := os.NewFile(uintptr(fds[1]), "sync")
-	defer sock.Close()
 
 	attr := &syscall.SysProcAttr{
 		Cloneflags: flags,
 		Pdeathsig:  syscall.SIGKILL,
 	}
-	if c.CgroupFD > 0 {
+	if cgroupFD > 0 {
 		attr.UseCgroupFD = true
-		attr.CgroupFD = c.CgroupFD
+		attr.CgroupFD = cgroupFD
 	}
 	cmd := &exec.Cmd{
 		Path: "/proc/self/exe",
@@ -153,30 +269,12 @@ func (c *Container) run(ctx context.Context, cfg *initConfig, flags uintptr) (Ex
 		ExtraFiles:  []*os.File{childSock},
 		SysProcAttr: attr,
 	}
+	sp.cmd = cmd
 	closeAfterStart := []*os.File{childSock}
-	closeOnFailure := []*os.File{}
-	var stdinW *os.File // the pipe Run copies a non-file Stdin into
-
-	var master *os.File
-	p := c.Spec.Process
-	if p.Terminal {
-		m, slave, err := pty.Open()
-		if err != nil {
-			childSock.Close()
-			return ExitStatus{}, c.errorf("open pty: %w", err)
-		}
-		master = m
-		closeOnFailure = append(closeOnFailure, master)
-		if p.ConsoleSize != nil {
-			if err := pty.Setsize(master, &pty.Winsize{Rows: uint16(p.ConsoleSize.Height), Cols: uint16(p.ConsoleSize.Width)}); err != nil {
-				closeAll(append(closeAfterStart, slave, master))
-				return ExitStatus{}, c.errorf("set console size: %w", err)
-			}
-		}
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-		attr.Setsid, attr.Setctty, attr.Ctty = true, true, 0
-		cfg.Console = slave.Name()
-		closeAfterStart = append(closeAfterStart, slave)
+	if terminal {
+		// The init stage opens the pty in the container and makes it its
+		// controlling terminal, as the leader of a session of its own.
+		attr.Setsid = true
 	} else {
 		switch in := c.Stdin.(type) {
 		case nil:
@@ -186,26 +284,39 @@ func (c *Container) run(ctx context.Context, cfg *initConfig, flags uintptr) (Ex
 			r, w, err := os.Pipe()
 			if err != nil {
 				childSock.Close()
-				return ExitStatus{}, c.errorf("stdin pipe: %w", err)
+				sp.sock.Close()
+				return nil, c.errorf("stdin pipe: %w", err)
 			}
 			cmd.Stdin = r
-			stdinW = w
+			sp.stdinW = w
 			closeAfterStart = append(closeAfterStart, r)
-			closeOnFailure = append(closeOnFailure, w)
 		}
 		cmd.Stdout, cmd.Stderr = c.Stdout, c.Stderr
 	}
-
-	msg := cfg.encode()
 	err = cmd.Start()
 	closeAll(closeAfterStart)
 	if err != nil {
-		closeAll(closeOnFailure)
-		return ExitStatus{}, c.errorf("start init: %w", err)
+		sp.close()
+		return nil, c.errorf("start init: %w", err)
 	}
 	c.mu.Lock()
 	c.proc = cmd.Process
 	c.mu.Unlock()
+	return sp, nil
+}
+
+// feed sends the init stage its config, runs the Started hook, waits for
+// the exec (or a report of what failed) and then for the exit.
+func (c *Container) feed(ctx context.Context, sp *spawned, cfg *initConfig) (ExitStatus, error) {
+	cmd, sock, stdinW := sp.cmd, sp.sock, sp.stdinW
+	defer sock.Close()
+	var master *os.File // the pty master the init stage sends
+	defer func() {
+		if master != nil {
+			master.Close()
+		}
+	}()
+	msg := cfg.encode()
 
 	var killed atomic.Bool
 	stop := context.AfterFunc(ctx, func() {
@@ -226,9 +337,6 @@ func (c *Container) run(ctx context.Context, cfg *initConfig, flags uintptr) (Ex
 		}
 		st := exitStatus(cmd.ProcessState)
 		if fail != nil {
-			if master != nil {
-				master.Close()
-			}
 			return st, fail
 		}
 		if killed.Load() && st.Signal == syscall.SIGKILL {
@@ -251,10 +359,21 @@ func (c *Container) run(ctx context.Context, cfg *initConfig, flags uintptr) (Ex
 		}
 		_, _ = sock.Write([]byte{goByte})
 	}
-	reply, err := io.ReadAll(sock)
+	reply, passed, err := readReply(sock)
+	if len(passed) > 0 {
+		master = os.NewFile(uintptr(passed[0]), "pty master")
+		closeAll(fdFiles(passed[1:]))
+	}
 	if err != nil {
 		cmd.Process.Kill()
 		return wait(c.errorf("read from init: %w", err))
+	}
+	if len(reply) > 0 && reply[0] == consoleByte {
+		reply = reply[1:]
+		if master == nil {
+			cmd.Process.Kill()
+			return wait(c.errorf("init stage sent no pty master"))
+		}
 	}
 	if len(reply) == 0 {
 		// The init stage never reported: killed, or Init not called.
@@ -284,6 +403,10 @@ func (c *Container) run(ctx context.Context, cfg *initConfig, flags uintptr) (Ex
 	}
 	if !execing {
 		return wait(c.errorf("init stage ended without a report"))
+	}
+	if sp.terminal && master == nil {
+		cmd.Process.Kill()
+		return wait(c.errorf("init stage sent no pty master"))
 	}
 
 	// The program runs.
@@ -333,10 +456,77 @@ func (c *Container) run(ctx context.Context, cfg *initConfig, flags uintptr) (Ex
 	}
 	st, err := wait(nil)
 	copied.Wait()
-	if master != nil {
-		master.Close()
-	}
 	return st, err
+}
+
+// readReply reads what the init stage sends until it closes the socket
+// (at exec, or exit): bytes, and the descriptors that came with them.
+func readReply(sock *os.File) (reply []byte, fds []int, err error) {
+	rc, err := sock.SyscallConn()
+	if err != nil {
+		return nil, nil, err
+	}
+	buf := make([]byte, 512)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		for {
+			n, oobn, _, _, err := unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
+			if err == unix.EINTR {
+				continue
+			}
+			if err == unix.EAGAIN {
+				return false // a non-blocking socket: wait for more
+			}
+			if err != nil {
+				rerr = err
+				return true
+			}
+			if oobn > 0 {
+				got, perr := parseRights(oob[:oobn])
+				fds = append(fds, got...)
+				if perr != nil {
+					rerr = perr
+					return true
+				}
+			}
+			if n == 0 {
+				return true
+			}
+			reply = append(reply, buf[:n]...)
+		}
+	})
+	if err == nil {
+		err = rerr
+	}
+	return reply, fds, err
+}
+
+// parseRights returns the descriptors of SCM_RIGHTS messages.
+func parseRights(oob []byte) ([]int, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, err
+	}
+	var fds []int
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_RIGHTS {
+			got, err := unix.ParseUnixRights(&m)
+			if err != nil {
+				return fds, err
+			}
+			fds = append(fds, got...)
+		}
+	}
+	return fds, nil
+}
+
+func fdFiles(fds []int) []*os.File {
+	files := make([]*os.File, len(fds))
+	for i, fd := range fds {
+		files[i] = os.NewFile(uintptr(fd), "")
+	}
+	return files
 }
 
 func closeAll(files []*os.File) {

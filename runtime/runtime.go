@@ -58,8 +58,11 @@ type Container struct {
 
 	// Console, when Spec.Process.Terminal is true, receives the master of
 	// the pseudo-terminal whose slave is the container's stdin, stdout,
-	// stderr and controlling terminal. It is called once the program has
-	// started; from then on the caller owns master: it copies between it
+	// stderr and controlling terminal: a pty of the container's own
+	// /dev/pts (so /dev/pts/0 inside, bound at /dev/console too), opened
+	// by the init stage and passed to Run over a socket. It is called once
+	// the program has started; from then on the caller owns master: it
+	// copies between it
 	// and the user (reads fail with EIO once every process holding the
 	// slave has exited), resizes it (pty.Setsize) on SIGWINCH, and closes
 	// it. When Console is nil, Run copies Stdin to the master and the
@@ -75,8 +78,10 @@ type Container struct {
 	CgroupFD int
 
 	// Started, if set, runs right after the container's process exists,
-	// with its pid as the caller sees it, and before the init stage does
-	// any set-up (which blocks until Started returns). Use it to add the
+	// with its pid as the caller sees it. Meanwhile the init stage does
+	// the set-up that does not depend on cgroups (most mounts); it
+	// creates the cgroup namespace, mounts cgroup filesystems and runs
+	// the program only once Started has returned. Use it to add the
 	// process to cgroup v1 hierarchies. An error kills the process and Run
 	// returns it.
 	Started func(pid int) error
@@ -92,6 +97,7 @@ type Container struct {
 	proc    *os.Process
 	exited  bool
 	started bool
+	pre     *spawned // the process Prestart created
 }
 
 // ExitStatus tells how a container's program ended.

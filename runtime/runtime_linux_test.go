@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -601,7 +602,9 @@ func TestTerminal(t *testing.T) {
 	copied := make(chan struct{})
 	c.Console = func(master *os.File) {
 		go func() {
-			io.WriteString(master, "busybox stty size; test -t 0 && test -c /dev/console && echo is-a-tty\n")
+			io.WriteString(master, "busybox stty size; test -t 0 && test -c /dev/console && echo is-a-tty; tty\n")
+			io.WriteString(master, "[ $(stat -c %t:%T /dev/console) = $(stat -c %t:%T /dev/pts/0) ] && echo console-is-pts0\n")
+			io.WriteString(master, "ls /dev/pts | tr '\\n' ' '; echo\n")
 			io.WriteString(master, "echo hi\n")
 			io.WriteString(master, "exit 7\n")
 		}()
@@ -616,7 +619,8 @@ func TestTerminal(t *testing.T) {
 	if err != nil || st.Code != 7 {
 		t.Fatalf("got %v, %v; output %q", st, err, out.String())
 	}
-	for _, want := range []string{"echo hi\r\n", "hi\r\n", "30 100\r\n", "is-a-tty\r\n"} {
+	// The pty is the container's own: the first of its devpts instance.
+	for _, want := range []string{"echo hi\r\n", "hi\r\n", "30 100\r\n", "is-a-tty\r\n", "\n/dev/pts/0\r\n", "\nconsole-is-pts0\r\n", "\n0 ptmx \r\n"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("no %q in the terminal's output %q", want, out.String())
 		}
@@ -630,6 +634,17 @@ func TestTerminalCopiedByRun(t *testing.T) {
 	c.Stdin = strings.NewReader("typed\n")
 	out := mustRun(t, c)
 	if !strings.Contains(out, "24 80\r\n") || !strings.Contains(out, "got typed\r\n") {
+		t.Fatalf("got %q", out)
+	}
+}
+
+// A user other than root owns its terminal, and can reopen it.
+func TestTerminalUser(t *testing.T) {
+	c := newContainer(t, "sh", "-c", "stat -c %u $(tty); echo back > /dev/tty")
+	c.Spec.Process.Terminal = true
+	c.Spec.Process.User = specs.User{UID: 1000, GID: 1000}
+	out := mustRun(t, c)
+	if out != "1000\r\nback\r\n" {
 		t.Fatalf("got %q", out)
 	}
 }
@@ -865,5 +880,57 @@ func TestConcurrentRuns(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// A prestarted container runs as one started by Run alone, in the
+// namespaces and with the terminal it was prestarted with; Abort leaves
+// nothing behind; a spec that disagrees with Prestart is refused.
+func TestPrestart(t *testing.T) {
+	hostNS, err := os.Readlink("/proc/self/ns/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newContainer(t, "sh", "-c", "hostname; [ $$ = 1 ] && echo pid1; [ $(readlink /proc/self/ns/cgroup) != "+hostNS+" ] && echo own-cgroupns")
+	var stdout bytes.Buffer
+	c.Stdout = &stdout
+	started := 0
+	c.Started = func(pid int) error { started = pid; return nil }
+	if err := c.Prestart(c.Spec.Linux.Namespaces, false); err != nil {
+		t.Fatal(err)
+	}
+	pid := c.Pid()
+	if pid <= 0 || !alive(pid) {
+		t.Fatalf("Prestart left no process (pid %d)", pid)
+	}
+	st, err := Run(context.Background(), c)
+	if err != nil || st.Code != 0 || stdout.String() != "ctr\npid1\nown-cgroupns\n" || started != pid {
+		t.Fatalf("after Prestart: %v, %v, %q, Started(%d) for pid %d", st, err, stdout.String(), started, pid)
+	}
+	assertNoMounts(t, c.Spec.Root.Path, c.UpperDir)
+
+	c = newContainer(t, "true")
+	if err := c.Prestart(c.Spec.Linux.Namespaces, false); err != nil {
+		t.Fatal(err)
+	}
+	pid = c.Pid()
+	c.Abort()
+	if alive(pid) || c.Pid() != 0 {
+		t.Errorf("Abort left process %d", pid)
+	}
+	if _, err := Run(context.Background(), c); err == nil {
+		t.Error("Run after Abort did not fail")
+	}
+
+	c = newContainer(t, "true")
+	if err := c.Prestart(nil, false); err != nil {
+		t.Fatal(err)
+	}
+	pid = c.Pid()
+	if _, err := Run(context.Background(), c); err == nil || !strings.Contains(err.Error(), "not those given to Prestart") {
+		t.Errorf("Run of a spec with other namespaces than Prestart's: %v", err)
+	}
+	if alive(pid) {
+		t.Errorf("a refused prestarted process %d is left", pid)
 	}
 }

@@ -5,6 +5,8 @@ package runtime
 import (
 	"context"
 	"errors"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // errNotLinux is what Run returns where containers cannot run.
@@ -18,3 +20,15 @@ func Run(ctx context.Context, c *Container) (ExitStatus, error) {
 
 // Init does nothing on this system: there is no init stage to run.
 func Init() {}
+
+// spawned is an init stage Prestart created; there are none here.
+type spawned struct{}
+
+// Prestart creates the container's process ahead of Run. On this system it
+// always fails: containers run only on Linux.
+func (c *Container) Prestart(namespaces []specs.LinuxNamespace, terminal bool) error {
+	return errNotLinux
+}
+
+// Abort does nothing on this system: Prestart creates no process.
+func (c *Container) Abort() {}

@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/devbox-dev/devbox/internal/testutil/imagegen"
 	"github.com/devbox-dev/devbox/internal/testutil/registry"
@@ -250,12 +253,15 @@ func TestRunKilledDevbox(t *testing.T) {
 	if !strings.Contains(ps, "victim") || !strings.Contains(ps, "Up ") {
 		t.Errorf("ps while running:\n%s", ps)
 	}
+	// The container's sleep: in a devbox cgroup (other sleeps may run on
+	// this machine).
 	sleepers := func() int {
 		n := 0
 		ents, _ := os.ReadDir("/proc")
 		for _, e := range ents {
 			b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-			if string(b) == "sleep\x00300\x00" {
+			cg, _ := os.ReadFile("/proc/" + e.Name() + "/cgroup")
+			if string(b) == "sleep\x00300\x00" && strings.Contains(string(cg), "/devbox/") {
 				n++
 			}
 		}
@@ -324,6 +330,11 @@ func TestRunTTY(t *testing.T) {
 	}
 	ptmx.Write([]byte("stty size\r"))
 	waitFor("33 111")
+	// The terminal is the container's own pty, as docker's is, and
+	// /dev/tty reaches it.
+	ptmx.Write([]byte("tty; echo tty$((1+1))ok > /dev/tty\r"))
+	waitFor("\n/dev/pts/0\r\n")
+	waitFor("tty2ok\r\n")
 	pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: 100})
 	time.Sleep(200 * time.Millisecond)
 	ptmx.Write([]byte("stty size\r"))
@@ -335,26 +346,37 @@ func TestRunTTY(t *testing.T) {
 	}
 }
 
-// Containers keep CAP_MKNOD, as in docker, but a device node they make
-// must not open: the host's disk stays out of reach.
-func TestRunCannotOpenDevicesItMakes(t *testing.T) {
+// Containers keep CAP_MKNOD, as in docker, but the device cgroup lets
+// them open only the standard devices: a node they make for a disk is
+// refused with EPERM wherever it is, on mounts without nodev too (the
+// rootfs, /dev, a --tmpfs mounted with dev, a bind of a host directory).
+func TestRunDeviceCgroup(t *testing.T) {
 	root, ref := busyboxStore(t)
 	var st syscall.Stat_t
 	if err := syscall.Stat("/", &st); err != nil {
 		t.Fatal(err)
 	}
 	major, minor := st.Dev>>8&0xfff, st.Dev&0xff|st.Dev>>12&0xfff00
+	// sda, loop0 (which opens on a host without a device cgroup, even
+	// unbacked), the root file system's disk, /dev/loop-control.
+	nodes := fmt.Sprintf(`"b 8 0" "b 7 0" "b %d %d" "c 10 237"`, major, minor)
 	hostDir := t.TempDir()
-	script := fmt.Sprintf(`for d in /disk /dev/disk /tmp/disk /h/disk; do mknod $d b %d %d && head -c 512 $d >/dev/null && echo "read $d"; done; head -c 1 /dev/zero | wc -c`, major, minor)
-	r := devbox(t, root, "run", "--rm", "-v", hostDir+":/h", ref, "sh", "-c", script)
-	if strings.Contains(r.stdout, "read ") {
-		t.Errorf("a container read the host's disk through a node it made:\n%s%s", r.stdout, r.stderr)
+	script := `for d in /tmp /dev /t /h; do for n in ` + nodes + `; do
+		mknod $d/node $n || echo "mknod $d $n failed"
+		head -c1 $d/node >/dev/null && echo "opened $n in $d"
+		rm $d/node
+	done; done
+	grep -E ' /(t|h|dev) ' /proc/mounts | grep -c nodev
+	head -c1 /dev/zero | wc -c; echo x > /dev/null && echo null; head -c4 /dev/urandom | wc -c; head -c1 /dev/full | wc -c`
+	r := devbox(t, root, "run", "--rm", "--tmpfs", "/t:dev", "-v", hostDir+":/h", ref, "sh", "-c", script)
+	if strings.Contains(r.stdout, "opened") || strings.Contains(r.stdout, "failed") {
+		t.Errorf("a container made and opened a device outside the allow-list, or could not make it:\n%s%s", r.stdout, r.stderr)
 	}
-	if !strings.HasSuffix(r.stdout, "1\n") {
-		t.Errorf("/dev/zero does not work: %q %q", r.stdout, r.stderr)
+	if n := strings.Count(r.stderr, "Operation not permitted"); n != 16 || strings.Contains(r.stderr, "Permission denied") {
+		t.Errorf("want 16 opens refused by the device cgroup (EPERM), none by a nodev mount (EACCES); got %d:\n%s", n, r.stderr)
 	}
-	if strings.Count(r.stderr, "Permission denied") != 4 {
-		t.Errorf("want each open refused:\n%s", r.stderr)
+	if want := "0\n1\nnull\n4\n1\n"; !strings.HasSuffix(r.stdout, want) {
+		t.Errorf("stdout %q; want /t, /h and /dev without nodev and the standard devices working: ...%q", r.stdout, want)
 	}
 }
 
@@ -446,4 +468,74 @@ func TestRunTTYHangup(t *testing.T) {
 		t.Errorf("containers left: %q", out)
 	}
 	assertNoCgroups(t)
+}
+
+// --platform picks the image of a multi-platform index even when the
+// store holds the same name for another platform: pulled with
+// --pull missing or always, refused in one line with --pull never.
+func TestRunPlatform(t *testing.T) {
+	needRoot(t)
+	host := imagegen.HostPlatform()
+	other := v1.Platform{OS: "linux", Architecture: "arm64"}
+	if host.Architecture == "arm64" {
+		other.Architecture = "amd64"
+	}
+	// Both images hold this host's busybox, so both run here; a file
+	// tells them apart.
+	imgs := map[string]v1.Image{}
+	for _, p := range []v1.Platform{host, other} {
+		entries, err := imagegen.BusyboxEntries()
+		if err != nil {
+			t.Skip(err)
+		}
+		l, err := imagegen.Layer(append(entries, imagegen.File("platform", p.Architecture+"\n", 0o644))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if imgs[p.String()], err = imagegen.ImageFor(p, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	idx, err := imagegen.Index(imgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registry.Start(t)
+	ref := reg.Ref("multi:1")
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(r, idx); err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	mustRun(t, root, "pull", "-q", ref)
+	run := func(args ...string) result {
+		t.Helper()
+		return devbox(t, root, append(append([]string{"run", "--rm"}, args...), ref, "cat", "/platform")...)
+	}
+	if r := run(); r.code != 0 || r.stdout != host.Architecture+"\n" {
+		t.Fatalf("run without --platform: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	if r := run("--platform", host.String(), "--pull", "never"); r.code != 0 || r.stdout != host.Architecture+"\n" {
+		t.Errorf("run --platform of the stored platform: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	r1 := run("--platform", other.String(), "--pull", "never")
+	if r1.code != 125 || r1.stdout != "" || strings.Count(r1.stderr, "\n") != 1 ||
+		!strings.Contains(r1.stderr, ref) || !strings.Contains(r1.stderr, "stored for "+host.String()) || !strings.Contains(r1.stderr, "not "+other.String()) {
+		t.Errorf("--pull never of another platform: exit %d %q %q; want one line naming the image, the stored and the asked platform", r1.code, r1.stdout, r1.stderr)
+	}
+	if r := run("--platform", other.String()); r.code != 0 || r.stdout != other.Architecture+"\n" {
+		t.Errorf("run --platform %s (--pull missing): exit %d %q %q", other, r.code, r.stdout, r.stderr)
+	}
+	if r := run("--platform", other.String(), "--pull", "never"); r.code != 0 || r.stdout != other.Architecture+"\n" {
+		t.Errorf("run --platform %s after pulling it: exit %d %q %q", other, r.code, r.stdout, r.stderr)
+	}
+	if r := run("--platform", host.String(), "--pull", "always"); r.code != 0 || r.stdout != host.Architecture+"\n" {
+		t.Errorf("run --platform %s --pull always: exit %d %q %q", host, r.code, r.stdout, r.stderr)
+	}
+	if r := run("--platform", "linux", "--pull", "never"); r.code != 125 || !strings.Contains(r.stderr, "invalid --platform") {
+		t.Errorf("bad --platform: exit %d %q", r.code, r.stderr)
+	}
 }

@@ -116,6 +116,17 @@ func checkNetwork(n string) (string, error) {
 	return "", fmt.Errorf("--network %q: not supported; use --network host (the default) or --network none", n)
 }
 
+// Namespaces returns the namespaces Generate gives a container run with
+// o, for a caller that creates the container's process before the rest of
+// its spec (runtime.Container.Prestart).
+func Namespaces(o Options) ([]specs.LinuxNamespace, error) {
+	network, err := checkNetwork(o.Network)
+	if err != nil {
+		return nil, err
+	}
+	return namespaces(network), nil
+}
+
 // namespaces are new ones of every kind but the network with host
 // networking; --network none gets a network namespace with only lo.
 func namespaces(network string) []specs.LinuxNamespace {
@@ -140,9 +151,11 @@ func i64(v int64) *int64 { return &v }
 // standard character devices, ptys and /dev/net/tun). Rules apply in
 // order, a later one overriding an earlier one. Fresh every call.
 //
-// The runtime must enforce them: CAP_MKNOD is in the default set, and
-// without the device cgroup a container's root could create and open the
-// host's disks.
+// runtime/cgroups enforces them (the v1 devices controller, or a BPF
+// device program on cgroup2): CAP_MKNOD is in the default set, and the
+// rootfs, /dev and binds are not nodev (as in Docker), so without the
+// device cgroup a container's root could create and open the host's
+// disks.
 func deviceRules() []specs.LinuxDeviceCgroup {
 	nums := make([]int64, 0, 32) // one allocation for every major and minor
 	num := func(v int64) *int64 {
@@ -192,6 +205,14 @@ const (
 	maxCPUPeriod = 1000000 // µs
 	minCPUQuota  = 1000    // µs
 )
+
+// CgroupsPath is the cgroup path (Linux.CgroupsPath) of container id.
+func CgroupsPath(id string) string { return "devbox/" + id }
+
+// Resources returns the cgroup settings Generate gives a container run with
+// o (Linux.Resources), for a caller that creates the container's cgroup
+// before the rest of its spec.
+func Resources(o Options) (*specs.LinuxResources, error) { return buildResources(o) }
 
 // buildResources is the cgroup settings of the flags, and the device rules.
 func buildResources(o Options) (*specs.LinuxResources, error) {

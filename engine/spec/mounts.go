@@ -124,12 +124,12 @@ func bindMount(b Bind) (specs.Mount, error) {
 	return bindOf(path.Clean(b.Source), path.Clean(b.Destination), b.ReadOnly), nil
 }
 
+// bindOf is a recursive private bind, as Docker makes it: not nodev, the
+// device cgroup (see deviceRules) decides which device nodes open.
 func bindOf(src, dest string, ro bool) specs.Mount {
-	// nodev: containers keep CAP_MKNOD (Docker's default set), and with
-	// no device cgroup yet, a node made on a host directory must not open.
-	opts := []string{"rbind", "nodev", "rprivate"}
+	opts := []string{"rbind", "rprivate"}
 	if ro {
-		opts = []string{"rbind", "ro", "nodev", "rprivate"}
+		opts = []string{"rbind", "ro", "rprivate"}
 	}
 	return specs.Mount{Destination: dest, Type: "bind", Source: src, Options: opts}
 }

@@ -177,7 +177,7 @@ func Generate(id string, img *v1.ConfigFile, o Options, image fs.FS, files Files
 		Mounts:   mounts,
 		Linux: &specs.Linux{
 			Resources:     resources,
-			CgroupsPath:   "devbox/" + id,
+			CgroupsPath:   CgroupsPath(id),
 			Namespaces:    namespaces(network),
 			MaskedPaths:   maskedPaths(),
 			ReadonlyPaths: runtime.DefaultSpec().Linux.ReadonlyPaths,

@@ -351,7 +351,7 @@ func TestRlimits(t *testing.T) {
 // /dev/shm at the default --shm-size).
 var dockerMounts = []specs.Mount{
 	{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
-	{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "strictatime", "mode=755", "size=65536k"}},
+	{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
 	{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
 	{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 	{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"ro", "nosuid", "noexec", "nodev"}},
@@ -392,9 +392,9 @@ func find(t *testing.T, ms []specs.Mount, dest string) specs.Mount {
 func TestMountsDefault(t *testing.T) {
 	got := mounts(t, Options{}, testFiles)
 	want := append(slices.Clone(dockerMounts),
-		specs.Mount{Destination: "/etc/hosts", Type: "bind", Source: "/c/hosts", Options: []string{"rbind", "nodev", "rprivate"}},
-		specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: "/c/resolv.conf", Options: []string{"rbind", "nodev", "rprivate"}},
-		specs.Mount{Destination: "/etc/hostname", Type: "bind", Source: "/c/hostname", Options: []string{"rbind", "nodev", "rprivate"}},
+		specs.Mount{Destination: "/etc/hosts", Type: "bind", Source: "/c/hosts", Options: []string{"rbind", "rprivate"}},
+		specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: "/c/resolv.conf", Options: []string{"rbind", "rprivate"}},
+		specs.Mount{Destination: "/etc/hostname", Type: "bind", Source: "/c/hostname", Options: []string{"rbind", "rprivate"}},
 	)
 	// The /etc files may come in any order; everything else in this one.
 	slices.SortStableFunc(got[7:], func(a, b specs.Mount) int { return strings.Compare(a.Destination, b.Destination) })
@@ -416,10 +416,10 @@ func TestMountsBinds(t *testing.T) {
 		{Source: "/home/me/src", Destination: "/src"},
 		{Source: "/data/", Destination: "/mnt/data/", ReadOnly: true},
 	}}, Files{})
-	if m := find(t, ms, "/src"); !reflect.DeepEqual(m, specs.Mount{Destination: "/src", Type: "bind", Source: "/home/me/src", Options: []string{"rbind", "nodev", "rprivate"}}) {
+	if m := find(t, ms, "/src"); !reflect.DeepEqual(m, specs.Mount{Destination: "/src", Type: "bind", Source: "/home/me/src", Options: []string{"rbind", "rprivate"}}) {
 		t.Errorf("rw bind = %+v", m)
 	}
-	if m := find(t, ms, "/mnt/data"); !reflect.DeepEqual(m, specs.Mount{Destination: "/mnt/data", Type: "bind", Source: "/data", Options: []string{"rbind", "ro", "nodev", "rprivate"}}) {
+	if m := find(t, ms, "/mnt/data"); !reflect.DeepEqual(m, specs.Mount{Destination: "/mnt/data", Type: "bind", Source: "/data", Options: []string{"rbind", "ro", "rprivate"}}) {
 		t.Errorf("ro bind = %+v", m)
 	}
 
@@ -546,7 +546,7 @@ func TestReadOnly(t *testing.T) {
 	if !reflect.DeepEqual(ro, want) {
 		t.Errorf("read-only mounts = %v, want %v", ro, want)
 	}
-	if m := find(t, s.Mounts, "/etc/hosts"); !slices.Equal(m.Options, []string{"rbind", "ro", "nodev", "rprivate"}) {
+	if m := find(t, s.Mounts, "/etc/hosts"); !slices.Equal(m.Options, []string{"rbind", "ro", "rprivate"}) {
 		t.Errorf("/etc/hosts options = %q", m.Options)
 	}
 	if s := generate(t, sh, Options{}); s.Root.Readonly || s.Root.Path != "/rootfs" {
@@ -599,6 +599,16 @@ func TestNamespaces(t *testing.T) {
 	}
 	err := generateErr(t, sh, Options{Network: "bridge"})
 	wantErrText(t, err, `--network "bridge"`, "--network host", "--network none")
+	// Namespaces, for a process created before the spec, says the same.
+	for _, o := range []Options{{}, {Network: "host"}, {Network: "none"}} {
+		ns, err := Namespaces(o)
+		if err != nil || !reflect.DeepEqual(ns, generate(t, sh, o).Linux.Namespaces) {
+			t.Errorf("Namespaces(%+v) = %v, %v; not Generate's", o, ns, err)
+		}
+	}
+	if _, err := Namespaces(Options{Network: "bridge"}); err == nil {
+		t.Error("Namespaces took --network bridge")
+	}
 }
 
 func TestSysctls(t *testing.T) {

@@ -58,14 +58,22 @@ type Cgroup struct {
 // Applied from res: Memory.Limit and Memory.Swap (memory+swap; left
 // unset, swap is limited to the memory limit where the host accounts swap,
 // so that a memory hog is OOM-killed rather than swapping), CPU.Quota,
-// CPU.Period and CPU.Shares, and Pids.Limit. Devices is ignored (device
-// access is not controlled here); any other setting is rejected with an
-// error wrapping [errors.ErrUnsupported] rather than silently dropped.
+// CPU.Period and CPU.Shares, Pids.Limit, and Devices; any other setting
+// is rejected with an error wrapping [errors.ErrUnsupported] rather than
+// silently dropped.
+//
+// Devices is applied in order to a deny-all start, as runc does: with the
+// v1 devices controller where the host mounts one (hybrid hosts too), and
+// otherwise by a BPF_PROG_TYPE_CGROUP_DEVICE program attached to the
+// cgroup2 directory, which decides the same way. A host with neither
+// cannot enforce device rules: New fails rather than leave devices open.
+// Without device rules, device access is not restricted.
 //
 // On v1 hierarchies New creates only what it needs: memory and pids
-// always, cpu when res sets CPU limits, and cpuacct and freezer when
-// there is no cgroup2 to give CPU usage and freezing. An existing cgroup
-// of the same path is reused. If New fails it removes what it created.
+// always, cpu when res sets CPU limits, devices when res has device rules,
+// and cpuacct and freezer when there is no cgroup2 to give CPU usage and
+// freezing. An existing cgroup of the same path is reused. If New fails it
+// removes what it created.
 func New(path string, res *specs.LinuxResources) (*Cgroup, error) {
 	if err := checkPath(path); err != nil {
 		return nil, err
@@ -89,10 +97,25 @@ func create(m *mounts, path string, res *specs.LinuxResources) (_ *Cgroup, err e
 	if err != nil {
 		return nil, err
 	}
+	var devices *deviceState
+	if res != nil && len(res.Devices) > 0 {
+		rules, err := parseDeviceRules(res.Devices)
+		if err != nil {
+			return nil, err
+		}
+		if m.v1[ctrlDevices] == "" && m.unified == "" {
+			return nil, errNoDeviceControl
+		}
+		s := foldDeviceRules(rules)
+		devices = &s
+	}
 	c := &Cgroup{path: path, fd: -1}
 	use := maskOf(ctrlMemory, ctrlPids)
 	if wantsCPU(res) {
 		use |= maskOf(ctrlCPU)
+	}
+	if devices != nil {
+		use |= maskOf(ctrlDevices)
 	}
 	if m.unified == "" {
 		use |= maskOf(ctrlCPUAcct, ctrlFreezer)
@@ -131,6 +154,19 @@ func create(m *mounts, path string, res *specs.LinuxResources) (_ *Cgroup, err e
 				return nil, fmt.Errorf("cgroups: %w", &fs.PathError{Op: "open", Path: c.unified, Err: err})
 			}
 			c.fd = fd
+		}
+	}
+	if devices != nil {
+		// Before the container's process exists: it is created inside
+		// the cgroup2 directory, and added to the v1 ones before it does
+		// anything.
+		if dir := c.v1[ctrlDevices]; dir != "" {
+			err = applyDevicesV1(dir, *devices)
+		} else {
+			err = attachDeviceProgram(c.unified, *devices)
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
 	for _, w := range v1w {

@@ -39,6 +39,8 @@ func TestMain(m *testing.M) {
 		helperAlloc()
 	case "spawn":
 		helperSpawn()
+	case "devices":
+		helperDevices()
 	}
 	os.Exit(3)
 }

@@ -1,5 +1,6 @@
 // Package cgroups puts devbox containers into Linux control groups and
-// applies their memory, CPU and pids limits.
+// applies their memory, CPU and pids limits and their device rules (the v1
+// devices controller, or a BPF device program on cgroup2).
 //
 // It works on the three layouts a Linux host may have (see [Layout]): pure
 // cgroup v2, pure cgroup v1, and the v1/v2 hybrid in which the v1

@@ -20,9 +20,7 @@ type write struct {
 }
 
 // checkResources rejects resource settings this package does not apply,
-// so that a limit the user asked for is never silently dropped. Devices is
-// ignored: every default spec carries a device list, and device access is
-// not controlled by this package.
+// so that a limit the user asked for is never silently dropped.
 func checkResources(res *specs.LinuxResources) error {
 	if res == nil {
 		return nil

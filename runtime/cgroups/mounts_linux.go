@@ -32,10 +32,12 @@ const (
 	ctrlCPU
 	ctrlCPUAcct
 	ctrlFreezer
+	// ctrlDevices is v1 only: cgroup2 controls devices with BPF programs.
+	ctrlDevices
 	numCtrl
 )
 
-var ctrlNames = [numCtrl]string{"memory", "pids", "cpu", "cpuacct", "freezer"}
+var ctrlNames = [numCtrl]string{"memory", "pids", "cpu", "cpuacct", "freezer", "devices"}
 
 func (c ctrl) String() string { return ctrlNames[c] }
 
@@ -53,8 +55,9 @@ func maskOf(cs ...ctrl) ctrlMask {
 }
 
 // v2Capable are the controllers this package can drive on cgroup2
-// (cpuacct and freezer have no v2 controller: their jobs are done by the
-// core files cpu.stat and cgroup.freeze/cgroup.kill).
+// (cpuacct, freezer and devices have no v2 controller: their jobs are done
+// by the core files cpu.stat and cgroup.freeze/cgroup.kill, and by BPF
+// device programs).
 var v2Capable = maskOf(ctrlMemory, ctrlPids, ctrlCPU)
 
 // mounts is where a host's hierarchies are.

@@ -75,14 +75,14 @@ func TestParseMountinfo(t *testing.T) {
 		name    string
 		in      string
 		unified string
-		v1      [numCtrl]string // memory, pids, cpu, cpuacct, freezer
+		v1      [numCtrl]string // memory, pids, cpu, cpuacct, freezer, devices
 		nV1     int
 		layout  Layout
 		layErr  error
 		v2Want  ctrlMask
 	}{
 		{"hybrid here", hybridHere, r + "/unified",
-			[numCtrl]string{r + "/memory", r + "/pids", r + "/cpu", r + "/cpuacct", r + "/freezer"},
+			[numCtrl]string{r + "/memory", r + "/pids", r + "/cpu", r + "/cpuacct", r + "/freezer", r + "/devices"},
 			8, Hybrid, nil, 0},
 		{"hybrid systemd", hybridSystemd, r + "/unified",
 			[numCtrl]string{r + "/memory", r + "/pids", r + "/cpu,cpuacct", r + "/cpu,cpuacct", r + "/freezer"},
