@@ -69,6 +69,9 @@ type Driver interface {
 	Name() string
 	// Capabilities describes the driver on this host.
 	Capabilities() Capabilities
+	// Available says what is missing, with how to install it, when the
+	// hypervisor cannot run on this host.
+	Available() error
 	// CreateDisk makes an empty, sparse data disk of size bytes at path.
 	CreateDisk(ctx context.Context, path string, size int64) error
 	// Start boots the VM and returns once its process runs; the guest

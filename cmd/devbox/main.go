@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/devbox-dev/devbox/guest/agent"
 	"github.com/devbox-dev/devbox/runtime"
 	"github.com/devbox-dev/devbox/runtime/tini"
 )
@@ -23,6 +24,7 @@ func main() {
 	// cases these never return.
 	runtime.Init()
 	tini.Main()
+	agent.Main()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()

@@ -41,6 +41,14 @@ $DEVBOX_ROOT (default /var/lib/devbox).`,
 		newRunCmd(g),
 		newPsCmd(g),
 		newRmCmd(g),
+		newUpCmd(g),
+		newDownCmd(g),
+		newStatusCmd(g),
+		newDestroyCmd(g),
+		newSSHCmd(g),
+		newSSHConfigCmd(g),
+		newSSHProxyCmd(g),
+		newLogsCmd(g),
 	)
 	return root
 }

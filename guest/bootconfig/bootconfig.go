@@ -27,11 +27,24 @@ const (
 // person reading the serial log can see how far boot got.
 const ReadyLine = "devbox-agent: ready"
 
-// Hello is what the agent writes on a fresh agent stream once the host side
-// is connected, before any SSH bytes. The host sends nothing until it has
-// read Hello, so bytes meant for a new connection can never be swallowed by
-// the agent's previous session on the same virtio-serial port.
-const Hello = "DEVBOX-AGENT-HELLO\n"
+// The hello exchange opens every agent stream, before any SSH bytes. The
+// host writes HostHello, a nonce and a newline; the agent answers Hello,
+// the same nonce and a newline; then SSH runs. The host drops anything
+// before its own nonce comes back, so bytes of an earlier session still in
+// flight cannot confuse it. On virtio-serial a quick reconnect can hide a
+// disconnect from the guest, so the agent also watches the stream of a
+// running session for HostHello: seeing it means the host has started
+// over, and the agent ends that session and answers the new hello.
+const (
+	HostHello = "DEVBOX-HOST-HELLO "
+	Hello     = "DEVBOX-AGENT-HELLO "
+)
+
+// HostHelloLine is the line the host opens a stream with.
+func HostHelloLine(nonce string) string { return HostHello + nonce + "\n" }
+
+// HelloLine is the agent's answer to HostHelloLine(nonce).
+func HelloLine(nonce string) string { return Hello + nonce + "\n" }
 
 // User is the account SSH logs in as in the guest.
 const User = "root"

@@ -91,12 +91,29 @@ func (d *Driver) binary() (string, error) {
 	return p, nil
 }
 
+// Available implements hypervisor.Driver.
+func (d *Driver) Available() error {
+	if _, err := d.binary(); err != nil {
+		return err
+	}
+	_, err := qemuImg()
+	return err
+}
+
+func qemuImg() (string, error) {
+	img, err := exec.LookPath("qemu-img")
+	if err != nil {
+		return "", fmt.Errorf("qemu-img not found: install QEMU's tools (Debian/Ubuntu: sudo apt-get install qemu-utils; macOS: brew install qemu): %w", hypervisor.ErrNotInstalled)
+	}
+	return img, nil
+}
+
 // CreateDisk implements hypervisor.Driver: a qcow2 image, which takes
 // host space only as the guest writes.
 func (d *Driver) CreateDisk(ctx context.Context, path string, size int64) error {
-	img, err := exec.LookPath("qemu-img")
+	img, err := qemuImg()
 	if err != nil {
-		return fmt.Errorf("qemu-img not found: install QEMU's tools (Debian/Ubuntu: sudo apt-get install qemu-utils): %w", hypervisor.ErrNotInstalled)
+		return err
 	}
 	tmp := path + ".tmp"
 	_ = os.Remove(tmp)

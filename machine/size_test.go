@@ -1,0 +1,17 @@
+package machine
+
+import "testing"
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"512MiB": 512 << 20, "2G": 2 << 30, "64GB": 64 << 30, "1.5GiB": 3 << 29, "1t": 1 << 40} {
+		got, err := ParseSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"2048", "", "GiB", "2 parsecs", "-1G", "0G"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) succeeded", in)
+		}
+	}
+}
