@@ -65,7 +65,8 @@ func findPorts(ctx context.Context, want []string, timeout time.Duration) (map[s
 // (and POLLIN with data); when it hangs up, back to POLLHUP and read()
 // returning 0, so a session sees end of file. Two traps: a write that
 // waits for room when the host hangs up would go out to the next host
-// (vport.write fails instead), and a host that hangs up and reconnects
+// (vport.write gives up after hostGrace; and a host ignores what comes
+// before the answer to its hello), and a host that hangs up and reconnects
 // before the guest has handled the first event looks like one that stayed
 // (measured under TCG: reconnecting at once always hid it, 10 ms between
 // sometimes, 50 ms never) -- the new host's hello in the stream is what
@@ -177,23 +178,12 @@ func (p *vport) fill(waitHost bool) ([]byte, error) {
 	return p.rbuf[:n], nil
 }
 
-// answer writes the agent's hello for nonce. The host's bytes can reach
-// the guest before the news that it connected does (data and control
-// events are separate queues), so a port that looks hung up right after a
-// hello arrived is given a moment to show its host before the hello is
-// dropped: dropping it would leave that host waiting for good.
+// answer writes the agent's hello for nonce.
 func (p *vport) answer(nonce string) error {
-	line := []byte(bootconfig.HelloLine(nonce))
-	deadline := time.Now().Add(500 * time.Millisecond)
-	for {
-		p.wmu.Lock()
-		_, err := p.write(line)
-		p.wmu.Unlock()
-		if err != errHostGone || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	_, err := p.write([]byte(bootconfig.HelloLine(nonce)))
+	return err
 }
 
 // errHostGone is a write to a virtio-serial port whose host hung up.
@@ -217,8 +207,11 @@ func (p *vport) write(b []byte) (int, error) {
 				continue
 			case unix.EAGAIN:
 				if hostGone(int(fd)) {
-					werr = errHostGone
-					return true
+					if !waitHost(int(fd), hostGrace) {
+						werr = errHostGone
+						return true
+					}
+					continue
 				}
 				return false // wait for room (or for the hang-up)
 			}
@@ -231,6 +224,27 @@ func (p *vport) write(b []byte) (int, error) {
 		err = werr
 	}
 	return n, err
+}
+
+// hostGrace is how long a write waits for a host that looks hung up. The
+// host's bytes can reach the guest before the news that it connected (data
+// and control events travel on separate queues), so a port can look hung
+// up to a session that has just heard from its host. If the host really
+// left and another came in the meantime, what the write sends is harmless:
+// a host drops everything before the answer to its own hello, and its
+// hello ends the stale session.
+const hostGrace = 500 * time.Millisecond
+
+// waitHost waits up to d for the port's host side to be connected.
+func waitHost(fd int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for hostGone(fd) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
 }
 
 // hostGone says whether the port's host side is not connected.
