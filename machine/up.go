@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	goruntime "runtime"
 	"strings"
 	"time"
@@ -192,7 +193,7 @@ func (m *Machine) boot(ctx context.Context, d hypervisor.Driver, o UpOptions) er
 	if err := d.Available(); err != nil {
 		return err
 	}
-	img, err := m.guestImage()
+	img, err := m.guestImage(ctx, IsGuestImageRef(o.GuestImage))
 	if err != nil {
 		return err
 	}
@@ -241,9 +242,32 @@ func (m *Machine) boot(ctx context.Context, d hypervisor.Driver, o UpOptions) er
 	return m.saveState(state{Booted: time.Now().UTC(), GuestDigest: img.Initramfs.Digest})
 }
 
-// guestImage finds and checks the guest image the machine boots.
-func (m *Machine) guestImage() (*guest.Image, error) {
-	return guest.Find(m.Config.Arch, m.Config.GuestImage)
+// IsGuestImageRef says whether a --guest-image value names a registry
+// reference rather than a directory: paths start with /, ., ~ (or a
+// drive letter on Windows).
+func IsGuestImageRef(s string) bool {
+	if s == "" || strings.HasPrefix(s, "/") || strings.HasPrefix(s, ".") || strings.HasPrefix(s, "~") || filepath.IsAbs(s) {
+		return false
+	}
+	return true
+}
+
+// guestImage finds and checks the guest image the machine boots. A guest
+// image given by reference is pulled into the machine directory, verified
+// by digest, when asked for again (pull) or not there yet; later boots use
+// that copy, checked again by Load.
+func (m *Machine) guestImage(ctx context.Context, pull bool) (*guest.Image, error) {
+	ref := m.Config.GuestImage
+	if !IsGuestImageRef(ref) {
+		return guest.Find(m.Config.Arch, ref)
+	}
+	dir := m.path("guest")
+	if !pull {
+		if img, err := guest.Load(dir); err == nil {
+			return img, nil
+		}
+	}
+	return guest.Pull(ctx, ref, dir, guest.RemoteOptions{Arch: m.Config.Arch})
 }
 
 // writeInitrd writes the guest image's initramfs followed by a small

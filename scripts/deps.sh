@@ -20,6 +20,7 @@ command -v gcc >/dev/null || need+=(gcc)
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v qemu-img >/dev/null || need+=(qemu-utils)
 command -v ssh >/dev/null || need+=(openssh-client)
+command -v cpio >/dev/null || need+=(cpio)
 if [ "${BENCH:-}" = 1 ]; then
 	for tool in crun runc podman; do
 		command -v "$tool" >/dev/null || need+=("$tool")

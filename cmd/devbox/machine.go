@@ -48,7 +48,7 @@ Settings given here are kept for the next up. Running up again is harmless.`,
 			default:
 				return fmt.Errorf("--driver %q: use native, qemu or vz", o.Driver)
 			}
-			if o.GuestImage != "" {
+			if fi, err := os.Stat(o.GuestImage); o.GuestImage != "" && (err == nil && fi.IsDir() || !machine.IsGuestImageRef(o.GuestImage)) {
 				if o.GuestImage, err = config.ExpandPath(o.GuestImage); err != nil {
 					return err
 				}
@@ -82,7 +82,7 @@ Settings given here are kept for the next up. Running up again is harmless.`,
 	f.IntVar(&o.CPUs, "cpus", 0, "virtual CPUs (default 2)")
 	f.StringVar(&memory, "memory", "", "memory, e.g. 2GiB (default 2GiB)")
 	f.StringVar(&disk, "disk", "", "size of the data disk, e.g. 64GiB; it takes host space only as used (default 64GiB)")
-	f.StringVar(&o.GuestImage, "guest-image", "", "guest image directory (default: built by make image, next to devbox)")
+	f.StringVar(&o.GuestImage, "guest-image", "", "guest image: a directory (default: the one make image puts next to devbox) or a registry reference, pulled and verified by digest")
 	f.StringVar(&o.Accel, "accel", "", "force a QEMU accelerator, e.g. tcg (default: the fastest that works)")
 	f.DurationVar(&o.Timeout, "timeout", 0, "how long to wait for the VM to answer (default 2m)")
 	return c

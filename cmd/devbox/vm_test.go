@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
@@ -18,6 +19,9 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/devbox-dev/devbox/images/guest"
+	"github.com/devbox-dev/devbox/internal/testutil/registry"
 )
 
 // guestImage is the guest image the VM tests boot: $DEVBOX_GUEST_IMAGE, or
@@ -134,6 +138,9 @@ func TestVMLifecycle(t *testing.T) {
 		}
 	}
 
+	if out := v.must("logs", "--machine"); !strings.Contains(out, "devbox-agent: ready") {
+		t.Errorf("console log lacks the agent's ready line:\n%s", out)
+	}
 	if out := v.up(); !strings.Contains(out, "already running") {
 		t.Errorf("second up said:\n%s", out)
 	}
@@ -324,4 +331,29 @@ func otherKeyPEM(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(blk)
+}
+
+// A guest image pulled from a registry by reference boots like a built
+// one, and later boots reuse the verified copy.
+func TestVMGuestImageFromRegistry(t *testing.T) {
+	v := newVM(t)
+	reg := registry.Start(t)
+	ref := reg.Ref("devbox/guest:test")
+	if _, err := guest.Push(context.Background(), v.image, ref, guest.RemoteOptions{}); err != nil {
+		t.Fatalf("push guest image: %v", err)
+	}
+	v.image = ref
+	if out := v.up(); !strings.Contains(out, "is up in") {
+		t.Errorf("up from %s said:\n%s", ref, out)
+	}
+	if out := v.must("ssh", "--", "uname", "-s"); out != "Linux\n" {
+		t.Errorf("uname: %q", out)
+	}
+	v.must("down")
+	reg.Stop()
+	// The registry is gone: the pulled copy boots.
+	if out := v.must("up"); !strings.Contains(out, "is up in") {
+		t.Errorf("second up said:\n%s", out)
+	}
+	v.must("down")
 }
