@@ -315,7 +315,7 @@ func layoutImage(a *archive, d v1.Descriptor, want v1.Platform) (v1.Image, error
 		if err != nil {
 			return nil, err
 		}
-		sub, err := selectPlatform(idx, want)
+		sub, err := SelectPlatform(idx, want)
 		if err != nil {
 			return nil, err
 		}

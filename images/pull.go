@@ -135,7 +135,7 @@ func resolveImage(r name.Reference, desc *remote.Descriptor, want v1.Platform, e
 		if err != nil {
 			return nil, err
 		}
-		d, err := selectPlatform(im, want)
+		d, err := SelectPlatform(im, want)
 		if err != nil {
 			return nil, err
 		}
@@ -176,11 +176,12 @@ func isImage(mt types.MediaType) bool {
 		mt == types.DockerManifestSchema1 || mt == types.DockerManifestSchema1Signed
 }
 
-// selectPlatform chooses an index entry. An entry is a candidate by its
-// media type alone: OCI 1.1 entries may carry an artifactType and still be
-// runnable images, while attestations and signatures are told apart by
-// their platform (unknown/unknown) or their media type.
-func selectPlatform(im *v1.IndexManifest, want v1.Platform) (v1.Descriptor, error) {
+// SelectPlatform chooses the entry of an index for platform want. An entry
+// is a candidate by its media type alone: OCI 1.1 entries may carry an
+// artifactType and still be runnable images, while attestations and
+// signatures are told apart by their platform (unknown/unknown) or their
+// media type.
+func SelectPlatform(im *v1.IndexManifest, want v1.Platform) (v1.Descriptor, error) {
 	var candidates []v1.Descriptor
 	for _, d := range im.Manifests {
 		if isImage(d.MediaType) || isIndex(d.MediaType) {

@@ -25,20 +25,13 @@ import (
 
 	"github.com/devbox-dev/devbox/images"
 	"github.com/devbox-dev/devbox/internal/testutil/imagegen"
+	testregistry "github.com/devbox-dev/devbox/internal/testutil/registry"
 	"github.com/devbox-dev/devbox/progress"
 )
 
-// newRegistry serves go-containerregistry's in-memory registry on
-// loopback, optionally behind wrap, and returns its host:port.
+// newRegistry serves an in-memory registry on loopback for the test.
 func newRegistry(t *testing.T, wrap func(http.Handler) http.Handler) string {
-	t.Helper()
-	var h http.Handler = registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	if wrap != nil {
-		h = wrap(h)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
+	return testregistry.InMemory(t, wrap)
 }
 
 func pushIndex(t *testing.T, ref string, idx v1.ImageIndex) {

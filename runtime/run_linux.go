@@ -157,13 +157,18 @@ func (c *Container) Abort() {
 	}
 	c.started = true
 	c.mu.Unlock()
+	c.killPrestarted(sp)
+	goruntime.UnlockOSThread()
+}
+
+// killPrestarted kills and reaps the prestarted process sp.
+func (c *Container) killPrestarted(sp *spawned) {
 	sp.cmd.Process.Kill()
 	sp.cmd.Wait()
 	c.mu.Lock()
 	c.exited = true
 	c.mu.Unlock()
 	sp.close()
-	goruntime.UnlockOSThread()
 }
 
 // runPrestarted is Run for a prestarted process.
@@ -171,12 +176,7 @@ func (c *Container) runPrestarted(ctx context.Context) (ExitStatus, error) {
 	defer goruntime.UnlockOSThread()
 	sp := c.pre
 	fail := func(err error) (ExitStatus, error) {
-		sp.cmd.Process.Kill()
-		sp.cmd.Wait()
-		c.mu.Lock()
-		c.exited = true
-		c.mu.Unlock()
-		sp.close()
+		c.killPrestarted(sp)
 		return ExitStatus{}, err
 	}
 	cfg, flags, _, err := c.prepare()

@@ -205,15 +205,9 @@ func pull(r name.Reference, dest, arch string, ropts []remote.Option) (*Image, e
 		if err != nil {
 			return nil, err
 		}
-		var pick *v1.Descriptor
-		for i, d := range im.Manifests {
-			if d.Platform != nil && d.Platform.OS == "linux" && d.Platform.Architecture == arch {
-				pick = &im.Manifests[i]
-				break
-			}
-		}
-		if pick == nil {
-			return nil, fmt.Errorf("the index has no linux/%s guest image", arch)
+		pick, err := images.SelectPlatform(im, v1.Platform{OS: "linux", Architecture: arch})
+		if err != nil {
+			return nil, fmt.Errorf("the index has no linux/%s guest image: %w", arch, err)
 		}
 		if desc, err = remote.Get(r.Context().Digest(pick.Digest.String()), ropts...); err != nil {
 			return nil, err

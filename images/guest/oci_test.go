@@ -3,8 +3,6 @@ package guest_test
 import (
 	"bytes"
 	"encoding/json"
-	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -23,20 +20,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/devbox-dev/devbox/images/guest"
+	testregistry "github.com/devbox-dev/devbox/internal/testutil/registry"
 )
 
-// newRegistry serves go-containerregistry's in-memory registry on
-// loopback (plain HTTP, as loopback registries are), optionally behind
-// wrap, and returns its host:port.
+// newRegistry serves an in-memory registry on loopback for the test.
 func newRegistry(t *testing.T, wrap func(http.Handler) http.Handler) string {
-	t.Helper()
-	var h http.Handler = registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	if wrap != nil {
-		h = wrap(h)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
+	return testregistry.InMemory(t, wrap)
 }
 
 func TestPushPull(t *testing.T) {
