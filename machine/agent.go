@@ -154,11 +154,15 @@ func (m *Machine) Client(ctx context.Context) (*ssh.Client, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return m.client(ctx, d, k)
+	return m.client(ctx, ctx, d, k)
 }
 
-func (m *Machine) client(ctx context.Context, d hypervisor.Driver, k *keys) (*ssh.Client, error) {
-	conn, err := m.dialAgent(ctx, d)
+// client connects to the agent and logs in. helloCtx bounds the wait for
+// the agent's Hello, ctx the whole of it: a caller polling a booting guest
+// gives up on a silent stream soon, but never cuts short a handshake the
+// agent has begun (slow under emulation), which would waste it.
+func (m *Machine) client(ctx, helloCtx context.Context, d hypervisor.Driver, k *keys) (*ssh.Client, error) {
+	conn, err := m.dialAgent(helloCtx, d)
 	if err != nil {
 		if d.PID() == 0 {
 			return nil, fmt.Errorf("machine %s is not running: run devbox up", m.Name)

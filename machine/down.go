@@ -51,7 +51,7 @@ func (m *Machine) shutdownGuest(ctx context.Context, d hypervisor.Driver) {
 	if err != nil {
 		return
 	}
-	c, err := m.client(ctx, d, k)
+	c, err := m.client(ctx, ctx, d, k)
 	if err != nil {
 		return
 	}

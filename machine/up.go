@@ -329,6 +329,9 @@ func writeInitrd(path, base string, bc *bootconfig.Config, hostKeyPEM []byte) er
 	return err
 }
 
+// handshakeTimeout bounds an SSH login once the agent has said Hello.
+const handshakeTimeout = 20 * time.Second
+
 // waitAgent waits until the agent answers over SSH, or the VM stops, or
 // timeout passes; failures show the tail of the console log.
 func (m *Machine) waitAgent(ctx context.Context, d hypervisor.Driver, timeout time.Duration) error {
@@ -339,9 +342,13 @@ func (m *Machine) waitAgent(ctx context.Context, d hypervisor.Driver, timeout ti
 		return err
 	}
 	for {
-		actx, acancel := context.WithTimeout(ctx, 2*time.Second)
-		c, err := m.client(actx, d, k)
-		acancel()
+		// A hello unanswered in 2 s is tried again (the guest may not
+		// have its ports open yet); a handshake under way gets its time.
+		hctx, hcancel := context.WithTimeout(ctx, 2*time.Second)
+		sctx, scancel := context.WithTimeout(ctx, handshakeTimeout)
+		c, err := m.client(sctx, hctx, d, k)
+		scancel()
+		hcancel()
 		if err == nil {
 			c.Close()
 			return nil

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/devbox-dev/devbox/images/guest"
@@ -286,9 +287,65 @@ func TestVMConcurrentUp(t *testing.T) {
 			t.Errorf("concurrent ssh: %+v", r)
 		}
 	}
+	sshTerminal(t, v)
 	v.must("down")
 	if v.pid() != 0 {
 		t.Error("QEMU still running after down")
+	}
+}
+
+// sshTerminal drives an interactive `devbox ssh` through a real pty: a
+// shell on a guest pty, its window size following the host's, exit status.
+func sshTerminal(t *testing.T, v *vm) {
+	cmd := exec.Command(devboxBin, "ssh")
+	cmd.Env = append(os.Environ(), "DEVBOX_HOME="+v.home(), "TERM=xterm")
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 33, Cols: 111})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	defer ptmx.Close()
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(b)
+			mu.Lock()
+			buf.Write(b[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	waitFor := func(s string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			mu.Lock()
+			ok := strings.Contains(buf.String(), s)
+			mu.Unlock()
+			if ok {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("never saw %q in %q", s, buf.String())
+	}
+	ptmx.Write([]byte("stty size; tty\r"))
+	waitFor("33 111")
+	waitFor("/dev/pts/")
+	pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: 100})
+	time.Sleep(300 * time.Millisecond)
+	ptmx.Write([]byte("stty size\r"))
+	waitFor("40 100")
+	ptmx.Write([]byte("exit 7\r"))
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
+		t.Errorf("interactive ssh exit: %v, want 7", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,7 +17,7 @@ const logPrefix = "devbox-agent: "
 type logger struct {
 	mu    sync.Mutex
 	w     io.Writer
-	debug bool
+	debug atomic.Bool // set once early; boot goroutines read it
 }
 
 func (l *logger) printf(format string, args ...any) {
@@ -51,10 +52,13 @@ func (l *logger) Infof(format string, args ...any) { l.printf(format, args...) }
 
 // Debugf logs detail shown only in debug mode.
 func (l *logger) Debugf(format string, args ...any) {
-	if l != nil && l.debug {
+	if l != nil && l.debug.Load() {
 		l.printf(format, args...)
 	}
 }
+
+// setDebug turns debug mode on or off.
+func (l *logger) setDebug(on bool) { l.debug.Store(on) }
 
 // setOutput switches the destination (stderr until /dev/console opens).
 func (l *logger) setOutput(w io.Writer) {

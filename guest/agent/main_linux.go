@@ -31,7 +31,7 @@ func Main() {
 	if len(os.Args) == 0 || os.Args[0] != Path || os.Getpid() != 1 {
 		return
 	}
-	a := &agent{log: &logger{w: os.Stderr}}
+	a := &agent{log: &logger{w: os.Stderr}, booted: make(chan struct{})}
 	defer func() {
 		// PID 1 must not exit: the kernel would panic. Power off cleanly.
 		if r := recover(); r != nil {
@@ -46,8 +46,12 @@ func Main() {
 type Status struct {
 	// KernelBoot is how long the kernel ran before it started the agent.
 	KernelBoot time.Duration `json:"kernelBootNs"`
-	// Ready is how long the agent took from its start to serving.
+	// Ready is how long the agent took from its start to serving SSH.
 	Ready time.Duration `json:"readyNs"`
+	// Booted is how long the agent took from its start to the end of
+	// every boot step (network and data disk too), which is when SSH
+	// channels start being served.
+	Booted time.Duration `json:"bootedNs"`
 	// Steps are the boot steps and how long each took.
 	Steps []Step `json:"steps"`
 	// DataDisk is what became of the data disk (nil: none configured).
@@ -61,6 +65,9 @@ type agent struct {
 	cfg   *bootconfig.Config
 	srv   *Server
 	disk  *DiskStatus
+
+	// booted is closed once every boot step has finished.
+	booted chan struct{}
 
 	// accepting ends when shutdown begins: no new connections.
 	accepting     context.Context
@@ -83,6 +90,20 @@ func (a *agent) run() {
 		a.log.Errorf("%v", err)
 		return
 	}
+	// The boot config and the SSH server's keys come from the initramfs
+	// alone: read and parse them while the base file systems mount (under
+	// emulation each is tens of milliseconds of first-run code).
+	cfgDone := make(chan error, 1)
+	go a.guard("config", func() {
+		err := a.steps.time("config", func() (err error) {
+			a.cfg, err = bootconfig.Load(bootconfig.Path)
+			return err
+		})
+		if err == nil {
+			err = a.steps.time("ssh-server", a.newServer)
+		}
+		cfgDone <- err
+	})
 	if err := a.steps.time("mounts", func() error { return mountBase(a.log) }); err != nil {
 		a.log.Errorf("%v", err)
 		if !isMountPoint("/dev") {
@@ -95,10 +116,15 @@ func (a *agent) run() {
 	if b, err := os.ReadFile("/proc/cmdline"); err == nil {
 		for _, f := range strings.Fields(string(b)) {
 			if f == "devbox.debug=1" {
-				a.log.debug = true
+				a.log.setDebug(true)
 			}
 		}
 	}
+	// A first look for the virtio-serial ports (sysfs is mounted now)
+	// while the boot config is still being read: under emulation the scan
+	// costs tens of milliseconds, and the ports are usually all there.
+	firstScan := make(chan map[string]string, 1)
+	go a.guard("ports scan", func() { firstScan <- scanPorts() })
 	// Ctrl-Alt-Del becomes a SIGINT to us (a clean shutdown), not a reset.
 	unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
 
@@ -107,10 +133,7 @@ func (a *agent) run() {
 		a.log.Debugf("%d modules loaded", n)
 		return err
 	})
-	if err := a.steps.time("config", func() (err error) {
-		a.cfg, err = bootconfig.Load(bootconfig.Path)
-		return err
-	}); err != nil {
+	if err := <-cfgDone; err != nil {
 		a.log.Errorf("%v", err)
 		return
 	}
@@ -123,10 +146,6 @@ func (a *agent) run() {
 		}
 		return err
 	})
-	if err := a.steps.time("ssh-server", a.newServer); err != nil {
-		a.log.Errorf("%v", err)
-		return
-	}
 	os.MkdirAll("/root", 0o700)
 
 	a.accepting, a.stopAccepting = context.WithCancel(context.Background())
@@ -134,7 +153,12 @@ func (a *agent) run() {
 	go a.guard("reaper", func() { NewReaper().Run(ctx) })
 	go a.guard("signals", a.handleSignals)
 
-	// The slow steps overlap: network, data disk, waiting for the ports.
+	// The slow steps (network, data disk) run on while the agent already
+	// answers the host: the handshake, the clock and a shutdown need
+	// neither, and every channel -- each command, shell and forwarded
+	// port -- waits for them (srv.Gate), so no one ever sees the guest
+	// half booted.
+	a.srv.Gate = a.waitBooted
 	var wg sync.WaitGroup
 	parallel := func(name string, f func() error) {
 		wg.Add(1)
@@ -164,42 +188,67 @@ func (a *agent) run() {
 			return err
 		})
 	}
-	var ports map[string]string
-	var names []string
 	if cfg.Transport == bootconfig.TransportVirtioSerial || cfg.Transport == "" {
 		n := cfg.Ports
 		if n == 0 {
 			n = 1 // one port if the host did not say
 		}
+		var names []string
 		for i := 0; i < n; i++ {
 			names = append(names, bootconfig.PortName(i))
 		}
-		parallel("ports", func() (err error) {
-			ports, err = findPorts(ctx, names, 10*time.Second)
+		var ports map[string]string
+		a.step("ports", func() (err error) {
+			ports, err = findPorts(ctx, names, 10*time.Second, <-firstScan)
 			return err
 		})
-	}
-	wg.Wait()
-
-	for _, n := range names {
-		if dev := ports[n]; dev != "" {
-			go a.guard("port "+n, func() { a.servePort(a.accepting, dev) })
+		for _, n := range names {
+			if dev := ports[n]; dev != "" {
+				go a.guard("port "+n, func() { a.servePort(a.accepting, dev) })
+			}
 		}
 	}
 	if cfg.Transport == bootconfig.TransportVsock {
 		a.step("vsock", func() error { return a.serveVsock(a.accepting, cfg.VsockPort) })
 	}
 	ready := time.Since(start)
-	a.writeStatus(Status{KernelBoot: kernelBoot, Ready: ready, Steps: a.steps.list(), DataDisk: a.disk})
 	a.log.raw(bootconfig.ReadyLine)
+
+	wg.Wait()
+	booted := time.Since(start)
+	a.shutdownMu.Lock()
+	disk := a.disk
+	a.shutdownMu.Unlock()
+	a.writeStatus(Status{KernelBoot: kernelBoot, Ready: ready, Booted: booted, Steps: a.steps.list(), DataDisk: disk})
+	close(a.booted)
 	for _, s := range a.steps.list() {
 		a.log.Debugf("step %s: %v", s.Name, s.Duration.Round(10*time.Microsecond))
 	}
-	a.log.Debugf("kernel %v, agent %v to ready", kernelBoot.Round(time.Millisecond), ready.Round(time.Millisecond))
+	a.log.Debugf("kernel %v, agent %v to ready, %v to booted", kernelBoot.Round(time.Millisecond), ready.Round(time.Millisecond), booted.Round(time.Millisecond))
 
 	<-a.accepting.Done()
 	// A shutdown is under way; whoever started it powers off.
 	select {}
+}
+
+// bootStepsGrace bounds how long a shutdown waits for boot to finish.
+const bootStepsGrace = 30 * time.Second
+
+// waitBooted waits until every boot step has finished, or ctx ends.
+func (a *agent) waitBooted(ctx context.Context) error {
+	select {
+	case <-a.booted:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("guest still booting: %w", ctx.Err())
+	}
+}
+
+// waitBootedFor is waitBooted with a timeout.
+func (a *agent) waitBootedFor(d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return a.waitBooted(ctx)
 }
 
 // step runs a boot step whose failure is logged and survived.
@@ -289,6 +338,11 @@ func (a *agent) handleSignals() {
 // (SIGTERM, then SIGKILL after a grace), and syncs and unmounts the data
 // disk. It runs once; later calls wait for the first.
 func (a *agent) shutdown() {
+	// A shutdown while the data disk is still being mounted (or
+	// formatted) would power off under it: let boot finish first.
+	if err := a.waitBootedFor(bootStepsGrace); err != nil {
+		a.log.Errorf("shutdown: %v; going on", err)
+	}
 	a.shutdownMu.Lock()
 	defer a.shutdownMu.Unlock()
 	if a.shutdownDone {

@@ -20,18 +20,19 @@ import (
 
 // findPorts maps the names of virtio-serial ports to their device files,
 // waiting up to timeout for all of want to appear: the driver adds ports
-// as the host announces them, after boot has begun.
-func findPorts(ctx context.Context, want []string, timeout time.Duration) (map[string]string, error) {
+// as the host announces them, after boot has begun. first, if not nil, is
+// a scan made earlier (scanPorts), taken as the first look.
+func findPorts(ctx context.Context, want []string, timeout time.Duration, first map[string]string) (map[string]string, error) {
 	found := map[string]string{}
+	for k, v := range first {
+		found[k] = v
+	}
 	deadline := time.Now().Add(timeout)
-	for {
-		dirs, _ := filepath.Glob("/sys/class/virtio-ports/*/name")
-		for _, p := range dirs {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				continue
+	for scanned := first != nil; ; scanned = false {
+		if !scanned {
+			for k, v := range scanPorts() {
+				found[k] = v
 			}
-			found[strings.TrimSpace(string(b))] = "/dev/" + filepath.Base(filepath.Dir(p))
 		}
 		missing := 0
 		for _, w := range want {
@@ -51,6 +52,21 @@ func findPorts(ctx context.Context, want []string, timeout time.Duration) (map[s
 		case <-time.After(time.Millisecond):
 		}
 	}
+}
+
+// scanPorts maps the names of the virtio-serial ports there now to their
+// device files.
+func scanPorts() map[string]string {
+	found := map[string]string{}
+	dirs, _ := filepath.Glob("/sys/class/virtio-ports/*/name")
+	for _, p := range dirs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		found[strings.TrimSpace(string(b))] = "/dev/" + filepath.Base(filepath.Dir(p))
+	}
+	return found
 }
 
 // servePort serves SSH on the virtio-serial port at dev, one session

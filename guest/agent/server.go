@@ -67,6 +67,11 @@ type Server struct {
 	log      *logger
 	// Session is how "session" channels run programs.
 	Session SessionConfig
+	// Gate, if set, is what every new channel waits for before its
+	// handler runs (the agent's boot steps); an error rejects the
+	// channel. Global requests do not wait: the host sets the clock and
+	// asks for a shutdown while the guest still boots.
+	Gate func(ctx context.Context) error
 }
 
 // NewServer returns a Server that presents hostKey and lets user log in
@@ -130,12 +135,14 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	// A peer that does not complete the handshake in time is not a host
 	// that means to (on a virtio-serial port it may not be there at all).
 	c.SetDeadline(time.Now().Add(handshakeTimeout))
+	start := time.Now()
 	sc, chans, reqs, err := ssh.NewServerConn(c, s.config)
 	if err != nil {
 		c.Close()
 		return fmt.Errorf("ssh handshake: %w", err)
 	}
 	c.SetDeadline(time.Time{})
+	s.log.Debugf("ssh handshake and login: %v", time.Since(start).Round(10*time.Microsecond))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { sc.Close() })
@@ -162,7 +169,15 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 			nc.Reject(ssh.UnknownChannelType, "unknown channel type")
 			continue
 		}
-		go s.safely("channel "+nc.ChannelType(), func() { h(ctx, sc, nc) })
+		go s.safely("channel "+nc.ChannelType(), func() {
+			if s.Gate != nil {
+				if err := s.Gate(ctx); err != nil {
+					nc.Reject(ssh.ConnectionFailed, err.Error())
+					return
+				}
+			}
+			h(ctx, sc, nc)
+		})
 	}
 	wg.Wait()
 	sc.Close()

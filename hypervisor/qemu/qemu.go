@@ -140,11 +140,20 @@ func (d *Driver) ConsoleLog() string { return filepath.Join(d.dir, consoleLog) }
 func (d *Driver) kernelArgs() string {
 	args := "console=" + d.console()
 	if d.arch == "amd64" {
-		// microvm has no PIT/HPET to calibrate the TSC against; under TCG
-		// calibration hangs without a given frequency. reboot=t lets
-		// the guest end QEMU (-no-reboot) by triple fault when the
-		// kernel cannot power off.
-		args += " tsc_early_khz=2000000 tsc=reliable no_timer_check reboot=t"
+		// reboot=t lets the guest end QEMU (-no-reboot) by triple
+		// fault when the kernel cannot power off.
+		args += " reboot=t"
+		if d.accel.name == "tcg" {
+			// microvm has no PIT or HPET to calibrate the TSC against,
+			// and under TCG calibration hangs without a given
+			// frequency (KVM and HVF tell the guest theirs). TCG's CPU
+			// models lack constant_tsc, so the kernel would also time
+			// a delay loop on every secondary CPU (~0.3 s each here,
+			// and a wrong result): give it loops per jiffy, 2 GHz at
+			// the guest kernel's HZ=250 (images/guest/kernel). No
+			// waiting between the INIT and SIPI of a virtual CPU either.
+			args += " tsc_early_khz=2000000 tsc=reliable no_timer_check lpj=8000000 cpu_init_udelay=0"
+		}
 	}
 	return args
 }
