@@ -149,10 +149,20 @@ func run(devbox, imageDir string, rounds, sshRounds int, idle time.Duration) err
 	if err != nil {
 		return err
 	}
-	agent0, err := agentTicks(dbx)
-	if err != nil {
-		return err
+	// One session spans the idle period, so the SSH work of measuring
+	// falls outside it: the agent's CPU time is read at both ends inside
+	// the guest, QEMU's on the host a second into it and a second before
+	// its end.
+	type res struct {
+		out string
+		err error
 	}
+	done := make(chan res, 1)
+	go func() {
+		out, err := dbx("ssh", "--", fmt.Sprintf("cat /proc/1/stat; sleep %d; cat /proc/1/stat", int(idle.Seconds())+2))
+		done <- res{out, err}
+	}()
+	time.Sleep(time.Second)
 	q0, err := procTicks(pid)
 	if err != nil {
 		return err
@@ -162,14 +172,26 @@ func run(devbox, imageDir string, rounds, sshRounds int, idle time.Duration) err
 	if err != nil {
 		return err
 	}
-	agent1, err := agentTicks(dbx)
+	r := <-done
+	if r.err != nil {
+		return r.err
+	}
+	lines := strings.Split(strings.TrimSpace(r.out), "\n")
+	if len(lines) != 2 {
+		return fmt.Errorf("agent stat: %q", r.out)
+	}
+	agent0, err := statTicks(lines[0])
+	if err != nil {
+		return err
+	}
+	agent1, err := statTicks(lines[1])
 	if err != nil {
 		return err
 	}
 	rss, _ := procRSS(pid)
 	const hz = 100.0
-	fmt.Printf("idle %s: QEMU used %.2fs CPU (%.1f%% of one core), guest agent %.2fs; QEMU RSS %s\n",
-		idle, float64(q1-q0)/hz, 100*float64(q1-q0)/hz/idle.Seconds(), float64(agent1-agent0)/hz, stats.KiB(rss))
+	fmt.Printf("idle %s: QEMU used %.2fs CPU (%.1f%% of one core), guest agent %.2fs over %s; QEMU RSS %s\n",
+		idle, float64(q1-q0)/hz, 100*float64(q1-q0)/hz/idle.Seconds(), float64(agent1-agent0)/hz, idle+2*time.Second, stats.KiB(rss))
 	return nil
 }
 
@@ -285,15 +307,6 @@ func statTicks(stat string) (int64, error) {
 	u, _ := strconv.ParseInt(f[11], 10, 64)
 	s, _ := strconv.ParseInt(f[12], 10, 64)
 	return u + s, nil
-}
-
-// agentTicks is the guest agent's (PID 1's) CPU time in the guest.
-func agentTicks(dbx func(...string) (string, error)) (int64, error) {
-	out, err := dbx("ssh", "--", "cat", "/proc/1/stat")
-	if err != nil {
-		return 0, err
-	}
-	return statTicks(out)
 }
 
 func procRSS(pid int) (int64, error) {
