@@ -89,6 +89,8 @@ type Driver interface {
 	Dial(ctx context.Context, i int) (net.Conn, error)
 	// ConsoleLog is the path of the guest console log.
 	ConsoleLog() string
+	// Log is the path of the hypervisor's own output.
+	Log() string
 }
 
 // ErrNotInstalled is wrapped by drivers whose hypervisor is missing.

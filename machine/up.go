@@ -354,7 +354,7 @@ func (m *Machine) waitAgent(ctx context.Context, d hypervisor.Driver, timeout ti
 			return nil
 		}
 		if d.PID() == 0 {
-			return fmt.Errorf("machine %s stopped while booting; console log %s ends:\n%s", m.Name, d.ConsoleLog(), tail(d.ConsoleLog(), 15))
+			return fmt.Errorf("machine %s stopped while booting; console log %s ends:\n%s\n%s ends:\n%s", m.Name, d.ConsoleLog(), tail(d.ConsoleLog(), 15), d.Log(), tail(d.Log(), 5))
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("machine %s: the guest agent did not answer within %s; console log %s ends:\n%s", m.Name, timeout, d.ConsoleLog(), tail(d.ConsoleLog(), 15))

@@ -244,8 +244,8 @@ func main() {
 }
 
 // bareBoot boots the image's kernel with the trivial init under the
-// driver's own command line, run in the foreground, and times QEMU from
-// start to exit.
+// driver's own command line (but its pid file), and times QEMU from start
+// to exit.
 func bareBoot(dir string, img *guest.Image, initrd string) (time.Duration, error) {
 	d := qemu.New(dir, img.Arch, "")
 	args, err := d.Args(hypervisor.Config{
@@ -258,10 +258,7 @@ func bareBoot(dir string, img *guest.Image, initrd string) (time.Duration, error
 	}
 	var fg []string
 	for i := 0; i < len(args); i++ {
-		switch args[i] {
-		case "-daemonize":
-			continue
-		case "-pidfile":
+		if args[i] == "-pidfile" {
 			i++
 			continue
 		}

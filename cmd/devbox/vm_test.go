@@ -225,7 +225,11 @@ func TestVMLifecycle(t *testing.T) {
 	// QEMU killed outright: devbox sees it, and up boots again with
 	// the disk intact.
 	v.must("ssh", "--", "echo again > /var/lib/devbox/probe2 && sync")
-	syscall.Kill(v.pid(), syscall.SIGKILL)
+	pid = v.pid()
+	if pid == 0 {
+		t.Fatal("no QEMU running to kill")
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
 	deadline := time.Now().Add(10 * time.Second)
 	for v.pid() != 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)

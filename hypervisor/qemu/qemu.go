@@ -4,9 +4,9 @@
 // The VM is a microvm (x86_64) or virt (arm64) machine with virtio-mmio
 // devices only, booting an uncompressed kernel directly (PVH on x86_64):
 // under TCG, decompressing a bzImage and probing PCI cost seconds. QEMU
-// daemonizes, so the VM outlives the devbox command that started it; its
-// pid file, QMP socket, agent sockets and console log live in the machine
-// directory.
+// runs in a session of its own, so the VM outlives the devbox command that
+// started it; its pid file, QMP socket, agent sockets, console log and its
+// own output (qemu.log) live in the machine directory.
 package qemu
 
 import (
@@ -38,6 +38,7 @@ const (
 	pidFile    = "qemu.pid"
 	qmpSocket  = "qmp.sock"
 	consoleLog = "console.log"
+	qemuLog    = "qemu.log"
 )
 
 // Driver runs one machine's VM with QEMU.
@@ -169,7 +170,7 @@ func (d *Driver) Args(cfg hypervisor.Config) ([]string, error) {
 	a := []string{
 		"-name", "devbox," + "process=devbox-" + filepath.Base(d.dir),
 		"-nodefaults", "-no-user-config", "-display", "none",
-		"-daemonize", "-pidfile", filepath.Join(d.dir, pidFile),
+		"-pidfile", filepath.Join(d.dir, pidFile),
 		"-no-reboot",
 		"-m", strconv.Itoa(cfg.MemoryMiB), "-smp", strconv.Itoa(cfg.CPUs),
 		"-kernel", cfg.Kernel, "-initrd", cfg.Initramfs, "-append", cmdline,
@@ -233,16 +234,60 @@ func (d *Driver) Start(ctx context.Context, cfg hypervisor.Config) error {
 	}
 	// Keep the previous boot's console for after a crash.
 	_ = os.Rename(d.ConsoleLog(), d.ConsoleLog()+".1")
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var stderr bytes.Buffer
-	cmd.Stdout = &stderr
-	cmd.Stderr = &stderr
-	// With -daemonize the command returns once QEMU has set up its
-	// devices and sockets; the VM itself runs on in the background.
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("start qemu: %v: %s", err, lastLine(stderr.String()))
+	// Not -daemonize: that sends QEMU's own errors to /dev/null, and a
+	// VM that dies must be able to say why (qemu.log).
+	logf, err := os.OpenFile(d.Log(), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("start qemu: %w", err)
 	}
-	return nil
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = detached()
+	err = cmd.Start()
+	logf.Close()
+	if err != nil {
+		return fmt.Errorf("start qemu: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	// QEMU is up once its pid file names it and its sockets listen (it
+	// makes them in command-line order, the agent ports last).
+	ready := []string{filepath.Join(d.dir, qmpSocket), d.AgentSocket(AgentPorts - 1)}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if d.readPID() == cmd.Process.Pid && exists(ready...) {
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("start qemu: %s", lastLine(readFile(d.Log())))
+		case <-ctx.Done():
+			cmd.Process.Kill()
+			return fmt.Errorf("start qemu: %w", ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			return fmt.Errorf("start qemu: not ready after 30s: %s", lastLine(readFile(d.Log())))
+		}
+	}
+}
+
+// Log implements hypervisor.Driver: QEMU's own output.
+func (d *Driver) Log() string { return filepath.Join(d.dir, qemuLog) }
+
+func exists(paths ...string) bool {
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func readFile(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
 }
 
 func lastLine(s string) string {

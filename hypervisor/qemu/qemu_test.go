@@ -15,7 +15,7 @@ func TestArgs(t *testing.T) {
 	}
 	line := strings.Join(args, " ")
 	for _, want := range []string{
-		"-accel tcg", "-M microvm", "-cpu qemu64,+rdrand", "-m 512", "-smp 2", "-daemonize", "-no-reboot",
+		"-accel tcg", "-M microvm", "-cpu qemu64,+rdrand", "-m 512", "-smp 2", "-pidfile", "-no-reboot",
 		"-nodefaults", "console=ttyS0", "tsc_early_khz=", " quiet",
 		"name=devbox.agent.0", "name=devbox.agent.7", "virtio-blk-device,drive=data", "file=d.qcow2,format=qcow2",
 	} {
