@@ -292,42 +292,8 @@ func TestRunTTY(t *testing.T) {
 	root, ref := busyboxStore(t)
 	cmd := exec.Command(devboxBin, "run", "--rm", "-it", ref, "sh")
 	cmd.Env = append(os.Environ(), "DEVBOX_ROOT="+root, "TERM=xterm")
-	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 33, Cols: 111})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	defer ptmx.Close()
-	var buf bytes.Buffer
-	var mu sync.Mutex
-	go func() {
-		b := make([]byte, 4096)
-		for {
-			n, err := ptmx.Read(b)
-			mu.Lock()
-			buf.Write(b[:n])
-			mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	waitFor := func(s string) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			mu.Lock()
-			ok := strings.Contains(buf.String(), s)
-			mu.Unlock()
-			if ok {
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		t.Fatalf("never saw %q in %q", s, buf.String())
-	}
+	term := startTerminal(t, cmd, 33, 111, 10*time.Second)
+	ptmx, waitFor := term.pty, term.waitFor
 	ptmx.Write([]byte("stty size\r"))
 	waitFor("33 111")
 	// The terminal is the container's own pty, as docker's is, and
@@ -340,7 +306,7 @@ func TestRunTTY(t *testing.T) {
 	ptmx.Write([]byte("stty size\r"))
 	waitFor("40 100")
 	ptmx.Write([]byte("exit 7\r"))
-	err = cmd.Wait()
+	err := cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
 		t.Errorf("exit: %v, want 7", err)
 	}
@@ -538,4 +504,54 @@ func TestRunPlatform(t *testing.T) {
 	if r := run("--platform", "linux", "--pull", "never"); r.code != 125 || !strings.Contains(r.stderr, "invalid --platform") {
 		t.Errorf("bad --platform: exit %d %q", r.code, r.stderr)
 	}
+}
+
+// terminal runs cmd on a new pty of rows x cols and records what it
+// prints; waitFor waits (up to timeout) until the output holds s.
+type terminal struct {
+	t    *testing.T
+	pty  *os.File
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	wait time.Duration
+}
+
+func startTerminal(t *testing.T, cmd *exec.Cmd, rows, cols uint16, timeout time.Duration) *terminal {
+	t.Helper()
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: rows, Cols: cols})
+	if err != nil {
+		t.Fatal(err)
+	}
+	term := &terminal{t: t, pty: ptmx, wait: timeout}
+	t.Cleanup(func() { cmd.Process.Kill(); ptmx.Close() })
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(b)
+			term.mu.Lock()
+			term.buf.Write(b[:n])
+			term.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return term
+}
+
+func (term *terminal) waitFor(s string) {
+	term.t.Helper()
+	deadline := time.Now().Add(term.wait)
+	for time.Now().Before(deadline) {
+		term.mu.Lock()
+		ok := strings.Contains(term.buf.String(), s)
+		term.mu.Unlock()
+		if ok {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	term.mu.Lock()
+	defer term.mu.Unlock()
+	term.t.Fatalf("never saw %q in %q", s, term.buf.String())
 }

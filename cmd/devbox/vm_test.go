@@ -303,42 +303,8 @@ func TestVMConcurrentUp(t *testing.T) {
 func sshTerminal(t *testing.T, v *vm) {
 	cmd := exec.Command(devboxBin, "ssh")
 	cmd.Env = append(os.Environ(), "DEVBOX_HOME="+v.home(), "TERM=xterm")
-	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 33, Cols: 111})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	defer ptmx.Close()
-	var buf bytes.Buffer
-	var mu sync.Mutex
-	go func() {
-		b := make([]byte, 4096)
-		for {
-			n, err := ptmx.Read(b)
-			mu.Lock()
-			buf.Write(b[:n])
-			mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	waitFor := func(s string) {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for time.Now().Before(deadline) {
-			mu.Lock()
-			ok := strings.Contains(buf.String(), s)
-			mu.Unlock()
-			if ok {
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		t.Fatalf("never saw %q in %q", s, buf.String())
-	}
+	term := startTerminal(t, cmd, 33, 111, 20*time.Second)
+	ptmx, waitFor := term.pty, term.waitFor
 	ptmx.Write([]byte("stty size; tty\r"))
 	waitFor("33 111")
 	waitFor("/dev/pts/")
@@ -347,7 +313,7 @@ func sshTerminal(t *testing.T, v *vm) {
 	ptmx.Write([]byte("stty size\r"))
 	waitFor("40 100")
 	ptmx.Write([]byte("exit 7\r"))
-	err = cmd.Wait()
+	err := cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
 		t.Errorf("interactive ssh exit: %v, want 7", err)
 	}
