@@ -10,11 +10,9 @@ import (
 	"net"
 )
 
-// Config is the VM a driver boots.
+// Config is the VM a driver boots. Where the driver keeps its sockets,
+// pid file and logs is given when the driver is made.
 type Config struct {
-	// Dir is the machine directory: the driver keeps its sockets, pid file
-	// and console log there.
-	Dir string
 	// CPUs and MemoryMiB size the VM.
 	CPUs      int
 	MemoryMiB int

@@ -9,10 +9,7 @@ import (
 	"github.com/devbox-dev/devbox/guest/bootconfig"
 	"github.com/devbox-dev/devbox/hypervisor"
 	"github.com/devbox-dev/devbox/internal/filelock"
-	"golang.org/x/crypto/ssh"
 )
-
-func sshAuthorizedKey(k *keys) []byte { return ssh.MarshalAuthorizedKey(k.client.PublicKey()) }
 
 // Down stops the machine's VM: the agent shuts the guest down cleanly
 // (processes ended, disk synced and unmounted), then the driver makes sure

@@ -21,6 +21,9 @@ type keys struct {
 	hostKeyPEM []byte // handed to the guest in its boot archive
 }
 
+// authorizedKey is the client key in authorized_keys form, for the guest.
+func (k *keys) authorizedKey() []byte { return ssh.MarshalAuthorizedKey(k.client.PublicKey()) }
+
 // ensureKeys loads the machine's keys, making any that are missing.
 func (m *Machine) ensureKeys() (*keys, error) {
 	client, _, err := loadOrMakeKey(m.path(clientKey), "devbox@"+m.Name)

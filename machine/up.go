@@ -106,6 +106,10 @@ func (m *Machine) apply(o UpOptions) (restart bool) {
 // Up readies the machine: boots its VM unless it runs, and waits until the
 // guest agent answers over SSH. A second Up while one boots waits for it.
 func (m *Machine) Up(ctx context.Context, o UpOptions) (*UpResult, error) {
+	wait := o.Timeout
+	if wait == 0 {
+		wait = 2 * time.Minute
+	}
 	if err := os.MkdirAll(m.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("machine %s: %w", m.Name, err)
 	}
@@ -151,10 +155,6 @@ func (m *Machine) Up(ctx context.Context, o UpOptions) (*UpResult, error) {
 		}
 		// Running, or still booting under another up that gave up
 		// waiting: wait for the agent either way.
-		wait := o.Timeout
-		if wait == 0 {
-			wait = 2 * time.Minute
-		}
 		if err := m.waitAgent(ctx, d, wait); err != nil {
 			return nil, err
 		}
@@ -167,10 +167,6 @@ func (m *Machine) Up(ctx context.Context, o UpOptions) (*UpResult, error) {
 	start := time.Now()
 	if err := m.boot(ctx, d, o); err != nil {
 		return nil, err
-	}
-	wait := o.Timeout
-	if wait == 0 {
-		wait = 2 * time.Minute
 	}
 	if err := m.waitAgent(ctx, d, wait); err != nil {
 		// Leave no half-booted VM behind: the next up starts clean.
@@ -211,7 +207,7 @@ func (m *Machine) boot(ctx context.Context, d hypervisor.Driver, o UpOptions) er
 	dataRoot := config.DefaultDataRoot
 	bc := &bootconfig.Config{
 		Hostname:       "devbox",
-		AuthorizedKeys: []string{strings.TrimSpace(string(sshAuthorizedKey(k)))},
+		AuthorizedKeys: []string{strings.TrimSpace(string(k.authorizedKey()))},
 		Time:           time.Now().UnixNano(),
 		Network:        bootconfig.QEMUUserNetwork(),
 		DataDisk:       "/dev/vda",
@@ -228,7 +224,6 @@ func (m *Machine) boot(ctx context.Context, d hypervisor.Driver, o UpOptions) er
 		cmdline += " devbox.debug=1"
 	}
 	err = d.Start(ctx, hypervisor.Config{
-		Dir:       m.Dir,
 		CPUs:      m.Config.CPUs,
 		MemoryMiB: m.Config.MemoryMiB,
 		Kernel:    img.KernelPath(),

@@ -249,7 +249,7 @@ func main() {
 func bareBoot(dir string, img *guest.Image, initrd string) (time.Duration, error) {
 	d := qemu.New(dir, img.Arch, "")
 	args, err := d.Args(hypervisor.Config{
-		Dir: dir, CPUs: cpus, MemoryMiB: memoryMiB,
+		CPUs: cpus, MemoryMiB: memoryMiB,
 		Kernel: img.KernelPath(), Initramfs: initrd,
 		Cmdline: "quiet cryptomgr.notests random.trust_cpu=on panic=-1 " + img.Cmdline,
 	})
