@@ -33,13 +33,15 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzApply -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./images/unpack/
 
 # bench installs the peers (crun, runc, podman) first; bench/run needs root;
-# bench/vm boots the guest image under QEMU.
+# bench/vm boots the guest image under QEMU; bench/vmengine runs containers
+# through it.
 bench:
 	BENCH=1 bash scripts/deps.sh
 	$(MAKE) build bin/crane image
 	$(GO) run ./bench/pull -devbox bin/devbox -crane bin/crane
 	$(GO) run ./bench/run -devbox bin/devbox
 	$(GO) run ./bench/vm -devbox bin/devbox -guest-image bin/guest/$(ARCH)
+	$(GO) run ./bench/vmengine -devbox bin/devbox -guest-image bin/guest/$(ARCH)
 
 # demo runs devbox's main job end to end on a local image: a busybox image
 # built here, served by a local registry, pulled and unpacked by devbox.

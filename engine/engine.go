@@ -8,8 +8,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/devbox-dev/devbox/engine/spec"
@@ -43,8 +45,17 @@ type RunOptions struct {
 	Insecure []string
 	// Init runs devbox's minimal init as PID 1 (--init).
 	Init bool
+	// Publish are -p HOSTPORT:CTRPORT: while the container runs, the
+	// host port is forwarded to the container's.
+	Publish []PortMapping
 	// Spec holds the flags that shape the container itself.
 	Spec spec.Options
+
+	// Keychain and Transport, when set, are what a pull for the run
+	// uses instead of the user's docker config and the network (in the
+	// VM: the host's credentials and the host's network).
+	Keychain  authn.Keychain    `json:"-"`
+	Transport http.RoundTripper `json:"-"`
 }
 
 // PullPolicy says when Run pulls its image: docker's --pull.
@@ -62,12 +73,21 @@ const (
 type IO struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
-	// Console receives the pty master when the container has a terminal.
-	Console func(master *os.File)
+	// Console receives the container's terminal when it has one (-t):
+	// the caller copies it to and from the user's terminal.
+	Console func(Console)
 	// Signals are forwarded to the container's process.
 	Signals <-chan os.Signal
 	// Progress receives pull progress when the image must be pulled.
 	Progress progress.Func
+}
+
+// Console is a container's terminal: reading gives its output, writing
+// types into it.
+type Console interface {
+	io.ReadWriter
+	// Resize sets the terminal's window size in characters.
+	Resize(cols, rows int) error
 }
 
 // Exit is how a container ended, in docker's terms.

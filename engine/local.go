@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -101,6 +102,11 @@ func (l *Local) ImportImage(ctx context.Context, file, ref string) (imgs []*imag
 // ExportImage writes an image to an archive file.
 func (l *Local) ExportImage(ctx context.Context, ref, file string) error {
 	return l.withStore(func(s *images.Store) error { return s.ExportFile(ctx, ref, file) })
+}
+
+// ExportImageTo writes an image as an archive to w.
+func (l *Local) ExportImageTo(ctx context.Context, ref string, w io.Writer) error {
+	return l.withStore(func(s *images.Store) error { return s.Export(ctx, ref, w) })
 }
 
 // Containers lists containers, running ones only unless all.

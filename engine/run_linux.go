@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
+
+	"github.com/creack/pty"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -22,11 +26,29 @@ import (
 // Run creates the container, runs it to its end and records how it ended.
 func (l *Local) Run(ctx context.Context, o RunOptions, stdio IO) (Exit, error) {
 	rc := &runtime.Container{
-		Stdin:   stdio.Stdin,
-		Stdout:  stdio.Stdout,
-		Stderr:  stdio.Stderr,
-		Console: stdio.Console,
+		Stdin:  stdio.Stdin,
+		Stdout: stdio.Stdout,
+		Stderr: stdio.Stderr,
 	}
+	if stdio.Console != nil {
+		rc.Console = func(master *os.File) { stdio.Console(ptyConsole{master}) }
+	}
+	// With the host's network a container's port is the host's own:
+	// only a different host port needs forwarding.
+	var fwd []PortMapping
+	for _, p := range o.Publish {
+		if p.HostPort != p.ContainerPort {
+			fwd = append(fwd, p)
+		}
+	}
+	f, err := Publish(ctx, fwd, func(ctx context.Context, port int) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	})
+	if err != nil {
+		return Exit{}, err
+	}
+	defer f.Close()
 	prestart(rc, o)
 	id := newID()
 	var cj *cgroupJob
@@ -133,7 +155,10 @@ func (l *Local) resolve(ctx context.Context, s *images.Store, o RunOptions, stdi
 			return img, nil
 		}
 	}
-	return s.Pull(ctx, o.Image, images.PullOptions{Platform: plat, Insecure: o.Insecure, Progress: stdio.Progress})
+	return s.Pull(ctx, o.Image, images.PullOptions{
+		Platform: plat, Insecure: o.Insecure, Progress: stdio.Progress,
+		Keychain: o.Keychain, Transport: o.Transport,
+	})
 }
 
 // prestart creates the container's process (runtime's init stage) right
@@ -314,6 +339,26 @@ func (l *Local) reap() {
 	}
 }
 
+// Recover records every container still marked running as exited, with
+// reason. The guest agent calls it once at boot, when none can be running:
+// their owner there is PID 1, which always lives, so the owner check
+// cannot see that the VM restarted under them.
+func (l *Local) Recover(reason string) {
+	all, err := l.cs.list()
+	if err != nil {
+		return
+	}
+	for _, c := range all {
+		if c.State != StateRunning {
+			continue
+		}
+		l.cleanup(c, reason)
+		if c.AutoRemove {
+			l.cs.remove(c.ID)
+		}
+	}
+}
+
 // cleanup kills what is left of c and records it as exited.
 func (l *Local) cleanup(c *Container, reason string) {
 	if c.Cgroup != "" {
@@ -343,6 +388,13 @@ func forwardSignals(rc *runtime.Container, sigs <-chan os.Signal) (stop func()) 
 		}
 	}()
 	return func() { close(done) }
+}
+
+// ptyConsole is a container's terminal on this machine: the pty master.
+type ptyConsole struct{ *os.File }
+
+func (c ptyConsole) Resize(cols, rows int) error {
+	return pty.Setsize(c.File, &pty.Winsize{Cols: uint16(cols), Rows: uint16(rows)})
 }
 
 // withInit makes devbox's own init (package tini) the container's PID 1:

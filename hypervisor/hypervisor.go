@@ -31,6 +31,9 @@ type Share struct {
 	Tag      string
 	HostPath string
 	ReadOnly bool
+	// Type is how it is shared: one of the driver's
+	// Capabilities.ShareTypes; empty means the first of them.
+	Type string
 }
 
 // Capabilities say what a driver offers, as data the machine code reads.

@@ -523,25 +523,32 @@ func (s *Store) Export(ctx context.Context, ref string, w io.Writer) error {
 // ExportFile is Export to a file. It writes beside file and renames, so a
 // failed export never leaves a truncated file under the name asked for.
 func (s *Store) ExportFile(ctx context.Context, ref, file string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp-")
+	err := WriteFile(file, 0o644, func(w io.Writer) error { return s.Export(ctx, ref, w) })
 	if err != nil {
 		return fmt.Errorf("export %s: %w", ref, err)
 	}
+	return nil
+}
+
+// WriteFile writes file with write, beside it first and renamed into
+// place once complete, so a failure leaves nothing under its name.
+func WriteFile(file string, mode os.FileMode, write func(io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp-")
+	if err != nil {
+		return err
+	}
 	defer os.Remove(tmp.Name())
-	if err := s.Export(ctx, ref, tmp); err != nil {
+	if err := write(tmp); err != nil {
 		tmp.Close()
 		return err
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("export %s: %w", ref, err)
+		return err
 	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("export %s: %w", ref, err)
+	if err := os.Chmod(tmp.Name(), mode); err != nil {
+		return err
 	}
-	if err := os.Rename(tmp.Name(), file); err != nil {
-		return fmt.Errorf("export %s: %w", ref, err)
-	}
-	return nil
+	return os.Rename(tmp.Name(), file)
 }
 
 func (s *Store) export(ctx context.Context, img *Image, w io.Writer) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/devbox-dev/devbox/guest/bootconfig"
@@ -52,9 +53,19 @@ func (m *Machine) shutdownGuest(ctx context.Context, d hypervisor.Driver) {
 	if err != nil {
 		return
 	}
-	ok, _, err := c.SendRequest(bootconfig.RequestShutdown, true, nil)
+	// A guest stuck in its shutdown never replies: bounded by ctx.
+	replied := make(chan bool, 1)
+	go func() {
+		ok, _, err := c.SendRequest(bootconfig.RequestShutdown, true, nil)
+		replied <- err == nil && ok
+	}()
+	var ok bool
+	select {
+	case ok = <-replied:
+	case <-ctx.Done():
+	}
 	c.Close()
-	if err != nil || !ok {
+	if !ok {
 		return
 	}
 	for ctx.Err() == nil && d.PID() != 0 {
@@ -94,7 +105,10 @@ type Status struct {
 	DiskUsedBytes   int64     `json:"diskUsedBytes,omitempty"`
 	PID             int       `json:"pid,omitempty"`
 	Booted          time.Time `json:"booted,omitzero"`
-	Dir             string    `json:"dir"`
+	// Shares are the shared host directories; while the VM runs, each
+	// says how it is shared.
+	Shares []Share `json:"shares,omitempty"`
+	Dir    string  `json:"dir"`
 }
 
 // Status reports the machine's driver and state, checking the VM process
@@ -121,6 +135,7 @@ func (m *Machine) Status(ctx context.Context) (*Status, error) {
 	s.Accelerator, s.AcceleratorNote = caps.Accelerator, caps.AcceleratorNote
 	s.CPUs, s.MemoryMiB, s.DiskBytes = m.Config.CPUs, m.Config.MemoryMiB, m.Config.DiskBytes
 	s.DiskUsedBytes = diskUsage(m.path(diskFile))
+	s.Shares = m.Shares()
 	st, err := d.State(ctx)
 	if err != nil {
 		return nil, err
@@ -130,6 +145,13 @@ func (m *Machine) Status(ctx context.Context) (*Status, error) {
 		s.PID = d.PID()
 		if bs, err := m.loadState(); err == nil {
 			s.Booted = bs.Booted
+			for i := range s.Shares {
+				for _, b := range bs.Shares {
+					if b.Path == filepath.ToSlash(s.Shares[i].Path) {
+						s.Shares[i].Type = b.Type
+					}
+				}
+			}
 		}
 	}
 	return s, nil

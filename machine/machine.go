@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/devbox-dev/devbox/config"
+	"github.com/devbox-dev/devbox/guest/bootconfig"
 )
 
 // DefaultName is the machine devbox uses unless told otherwise.
@@ -57,7 +58,11 @@ type Config struct {
 	// empty searches the usual places.
 	GuestImage string `json:"guestImage,omitempty"`
 	// Accel forces a QEMU accelerator ("tcg"); empty picks the fastest.
-	Accel   string    `json:"accel,omitempty"`
+	Accel string `json:"accel,omitempty"`
+	// Shares are the host directories the guest mounts at the same
+	// paths; nil (a machine from before shares) means the default, the
+	// user's home directory.
+	Shares  []Share   `json:"shares"`
 	Created time.Time `json:"created"`
 }
 
@@ -65,6 +70,8 @@ type Config struct {
 type state struct {
 	Booted      time.Time `json:"booted"`
 	GuestDigest string    `json:"guestDigest"`
+	// Shares are the shares the guest was booted with, and how.
+	Shares []bootconfig.Share `json:"shares,omitempty"`
 }
 
 // Machine is one VM's directory and settings.

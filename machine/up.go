@@ -35,6 +35,12 @@ type UpOptions struct {
 	Timeout time.Duration
 	// Debug makes the agent log verbosely to the console.
 	Debug bool
+	// Shares are host directories to share besides the machine's own
+	// (ParseShare makes them); a path already shared takes the new
+	// read-only flag.
+	Shares []Share
+	// Unshare are shared directories to stop sharing.
+	Unshare []string
 }
 
 // UpResult says what Up did.
@@ -73,13 +79,25 @@ func (m *Machine) driver() (hypervisor.Driver, error) {
 
 // apply merges the options into the machine's settings; it says whether
 // a running VM would need a restart to take them.
-func (m *Machine) apply(o UpOptions) (restart bool) {
+func (m *Machine) apply(o UpOptions) (restart bool, err error) {
 	c := &m.Config
 	if !m.exists {
 		*c = Config{Driver: DefaultDriver(), Arch: goruntime.GOARCH, CPUs: DefaultCPUs, MemoryMiB: DefaultMemoryMiB, DiskBytes: DefaultDiskBytes, Created: time.Now().UTC()}
 		if n := goruntime.NumCPU(); n < c.CPUs {
 			c.CPUs = n
 		}
+	}
+	if c.Shares == nil {
+		// A machine made before shares existed gets the default too,
+		// which its running VM lacks.
+		c.Shares, restart = defaultShares(), m.exists
+	}
+	shares, changed, err := mergeShares(c.Shares, o.Shares, o.Unshare)
+	if err != nil {
+		return false, err
+	}
+	if changed {
+		c.Shares, restart = shares, true
 	}
 	set := func(dst *int, v int) {
 		if v > 0 && *dst != v {
@@ -100,7 +118,7 @@ func (m *Machine) apply(o UpOptions) (restart bool) {
 	if o.Accel != "" && o.Accel != c.Accel {
 		c.Accel, restart = o.Accel, true
 	}
-	return restart
+	return restart, nil
 }
 
 // Up readies the machine: boots its VM unless it runs, and waits until the
@@ -129,7 +147,10 @@ func (m *Machine) Up(ctx context.Context, o UpOptions) (*UpResult, error) {
 		}
 	}
 	wasDriver := m.Config.Driver
-	restart := m.apply(o)
+	restart, err := m.apply(o)
+	if err != nil {
+		return nil, err
+	}
 
 	if m.Config.Driver == DriverNative {
 		if m.exists && wasDriver != "" && wasDriver != DriverNative {
@@ -151,7 +172,7 @@ func (m *Machine) Up(ctx context.Context, o UpOptions) (*UpResult, error) {
 	res := &UpResult{Caps: d.Capabilities()}
 	if st, err := d.State(ctx); err == nil && st == hypervisor.Running {
 		if restart && m.exists {
-			return nil, fmt.Errorf("machine %s is running with other settings: devbox down, then devbox up again", m.Name)
+			return nil, fmt.Errorf("machine %s is running with other settings (CPUs, memory, disk, shares...): devbox down, then devbox up again with them", m.Name)
 		}
 		// Running, or still booting under another up that gave up
 		// waiting: wait for the agent either way.
@@ -204,6 +225,10 @@ func (m *Machine) boot(ctx context.Context, d hypervisor.Driver, o UpOptions) er
 		}
 	}
 	caps := d.Capabilities()
+	hostShares, guestShares, err := m.bootShares(caps)
+	if err != nil {
+		return err
+	}
 	dataRoot := config.DefaultDataRoot
 	bc := &bootconfig.Config{
 		Hostname:       "devbox",
@@ -214,6 +239,7 @@ func (m *Machine) boot(ctx context.Context, d hypervisor.Driver, o UpOptions) er
 		DataRoot:       dataRoot,
 		Transport:      caps.Transport,
 		Ports:          caps.AgentPorts,
+		Shares:         guestShares,
 	}
 	initrd := m.path(initrdFile)
 	if err := writeInitrd(initrd, img.InitramfsPath(), bc, k.hostKeyPEM); err != nil {
@@ -230,11 +256,12 @@ func (m *Machine) boot(ctx context.Context, d hypervisor.Driver, o UpOptions) er
 		Initramfs: initrd,
 		Cmdline:   strings.TrimSpace(cmdline),
 		DataDisk:  disk,
+		Shares:    hostShares,
 	})
 	if err != nil {
 		return fmt.Errorf("machine %s: %w", m.Name, err)
 	}
-	return m.saveState(state{Booted: time.Now().UTC(), GuestDigest: img.Initramfs.Digest})
+	return m.saveState(state{Booted: time.Now().UTC(), GuestDigest: img.Initramfs.Digest, Shares: guestShares})
 }
 
 // IsGuestImageRef says whether a --guest-image value names a registry

@@ -17,7 +17,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -29,8 +28,6 @@ import (
 	"time"
 
 	"github.com/devbox-dev/devbox/bench/internal/stats"
-	"github.com/devbox-dev/devbox/hypervisor"
-	"github.com/devbox-dev/devbox/hypervisor/qemu"
 	"github.com/devbox-dev/devbox/images/guest"
 	"github.com/devbox-dev/devbox/images/initramfs"
 )
@@ -41,8 +38,12 @@ func main() {
 	rounds := flag.Int("rounds", 7, "boots of each kind")
 	sshRounds := flag.Int("ssh-rounds", 50, "ssh round trips")
 	idle := flag.Duration("idle", 30*time.Second, "idle period measured")
+	breakdown := flag.Bool("parts", false, "instead, break a cold up down into its parts (initramfs size, Go start-up, agent, SSH)")
+	upFlags := flag.String("up-flags", "", "more flags for devbox up, space-separated (e.g. \"--unshare /root\")")
+	var upEnvs envList
+	flag.Var(&upEnvs, "up-env", "with -parts: instead, compare cold ups under these environments (repeat the flag; \"\" for none; a first word BENCH_DEVBOX=PATH runs that devbox binary)")
 	flag.Parse()
-	if err := run(*devbox, *image, *rounds, *sshRounds, *idle); err != nil {
+	if err := run(*devbox, *image, *rounds, *sshRounds, *idle, *breakdown, upEnvs, strings.Fields(*upFlags)); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/vm:", err)
 		os.Exit(1)
 	}
@@ -54,7 +55,13 @@ const (
 	memoryMiB = 512
 )
 
-func run(devbox, imageDir string, rounds, sshRounds int, idle time.Duration) error {
+// envList is a repeated flag.
+type envList []string
+
+func (e *envList) String() string     { return strings.Join(*e, ",") }
+func (e *envList) Set(s string) error { *e = append(*e, s); return nil }
+
+func run(devbox, imageDir string, rounds, sshRounds int, idle time.Duration, breakdown bool, upEnvs, upFlags []string) error {
 	devbox, err := filepath.Abs(devbox)
 	if err != nil {
 		return err
@@ -91,11 +98,15 @@ func run(devbox, imageDir string, rounds, sshRounds int, idle time.Duration) err
 	}
 	up := []string{"up", "--driver", "qemu", "--cpus", strconv.Itoa(cpus), "--memory", fmt.Sprintf("%dMiB", memoryMiB), "--disk", "8GiB", "--guest-image", img.Dir}
 	// The first up formats the data disk: not what a cold boot costs.
-	if _, err := dbx(up...); err != nil {
+	// Its extra flags are kept in the machine's settings.
+	if _, err := dbx(append(up[:len(up):len(up)], upFlags...)...); err != nil {
 		return err
 	}
 	if _, err := dbx("down"); err != nil {
 		return err
+	}
+	if breakdown {
+		return parts(devbox, img, work, rounds, dbx, up, home, upEnvs)
 	}
 	var upT, bareT []time.Duration
 	for i := 0; i < rounds; i++ {
@@ -247,35 +258,7 @@ func main() {
 // driver's own command line (but its pid file), and times QEMU from start
 // to exit.
 func bareBoot(dir string, img *guest.Image, initrd string) (time.Duration, error) {
-	d := qemu.New(dir, img.Arch, "")
-	args, err := d.Args(hypervisor.Config{
-		CPUs: cpus, MemoryMiB: memoryMiB,
-		Kernel: img.KernelPath(), Initramfs: initrd,
-		Cmdline: "quiet cryptomgr.notests random.trust_cpu=on panic=-1 " + img.Cmdline,
-	})
-	if err != nil {
-		return 0, err
-	}
-	var fg []string
-	for i := 0; i < len(args); i++ {
-		if args[i] == "-pidfile" {
-			i++
-			continue
-		}
-		fg = append(fg, args[i])
-	}
-	bin := "qemu-system-x86_64"
-	if img.Arch == "arm64" {
-		bin = "qemu-system-aarch64"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, fg...)
-	start := time.Now()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("bare boot: %v\n%s", err, out)
-	}
-	return time.Since(start), nil
+	return bootWith(dir, img, initrd, "")
 }
 
 func qemuPID(dir string) (int, error) {

@@ -19,7 +19,7 @@ func newPsCmd(g *globals) *cobra.Command {
 		Short: "List containers",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := newEngine()
+			e, err := newEngine(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -84,7 +84,7 @@ func newRmCmd(g *globals) *cobra.Command {
 		Short: "Remove containers",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := newEngine()
+			e, err := newEngine(cmd.Context())
 			if err != nil {
 				return err
 			}

@@ -60,8 +60,14 @@ func devbox(t *testing.T, root string, args ...string) result {
 // devboxIn runs the binary with DEVBOX_ROOT=root and stdin.
 func devboxIn(t *testing.T, root, stdin string, args ...string) result {
 	t.Helper()
+	return runDevbox(t, []string{"DEVBOX_ROOT=" + root, "DEVBOX_HOME=" + filepath.Join(root, "home")}, stdin, args...)
+}
+
+// runDevbox runs the binary with env added to this process's, and stdin.
+func runDevbox(t *testing.T, env []string, stdin string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(devboxBin, args...)
-	cmd.Env = append(os.Environ(), "DEVBOX_ROOT="+root, "DEVBOX_HOME="+filepath.Join(root, "home"))
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -210,28 +216,46 @@ func TestVersionHelpCompletion(t *testing.T) {
 // slowBlobs serves blobs in small pieces with pauses, so a pull can be
 // killed in the middle of a layer.
 func slowBlobs(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") {
-			h.ServeHTTP(w, r)
-			return
-		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, r)
-		for k, v := range rec.Header() {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.Code)
-		b := rec.Body.Bytes()
-		for len(b) > 0 {
-			n := min(len(b), 64<<10)
-			if _, err := w.Write(b[:n]); err != nil {
+	return throttledBlobs(64<<10, 20*time.Millisecond, nil)(h)
+}
+
+// throttledBlobs serves blobs chunk bytes at a time with a pause after
+// each, and reports on aborted (if not nil) each download whose reader
+// went away before its end.
+func throttledBlobs(chunk int, pause time.Duration, aborted chan<- struct{}) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") {
+				h.ServeHTTP(w, r)
 				return
 			}
-			w.(http.Flusher).Flush()
-			b = b[n:]
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.Code)
+			b := rec.Body.Bytes()
+			for len(b) > 0 {
+				n := min(len(b), chunk)
+				_, err := w.Write(b[:n])
+				if err == nil {
+					err = http.NewResponseController(w).Flush()
+				}
+				if err != nil || r.Context().Err() != nil {
+					if aborted != nil {
+						select {
+						case aborted <- struct{}{}:
+						default:
+						}
+					}
+					return
+				}
+				b = b[n:]
+				time.Sleep(pause)
+			}
+		})
+	}
 }
 
 // A pull killed with SIGKILL at any moment leaves a store that lists

@@ -39,7 +39,7 @@ func newPullCmd(g *globals) *cobra.Command {
 			if _, err := images.ParseReference(args[0], insecure); err != nil {
 				return err
 			}
-			e, err := newEngine()
+			e, err := newEngine(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -97,7 +97,7 @@ func newImagesCmd(g *globals) *cobra.Command {
 		Short:   "List images",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := newEngine()
+			e, err := newEngine(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -200,7 +200,7 @@ func newRmiCmd(g *globals) *cobra.Command {
 		Short: "Remove images",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := newEngine()
+			e, err := newEngine(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -255,7 +255,7 @@ func newImportCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e, err := newEngine()
+			e, err := newEngine(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -286,7 +286,7 @@ func newExportCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e, err := newEngine()
+			e, err := newEngine(cmd.Context())
 			if err != nil {
 				return err
 			}

@@ -21,13 +21,19 @@ func openMachine() (*machine.Machine, error) { return machine.Open(machine.Defau
 func newUpCmd(g *globals) *cobra.Command {
 	var o machine.UpOptions
 	var memory, disk string
+	var shares []string
 	c := &cobra.Command{
 		Use:   "up",
 		Short: "Ready the machine: boot the devbox VM, or nothing to do natively on Linux",
 		Long: `up readies the machine containers run on. On Linux the default driver is
 native: containers run on this host, with no VM. --driver qemu boots a small
 Linux VM instead (the default on Windows; macOS uses Virtualization.framework).
-Settings given here are kept for the next up. Running up again is harmless.`,
+Settings given here are kept for the next up. Running up again is harmless.
+
+The VM mounts your home directory at the same path, so -v $PWD:/src works
+from anywhere under it. --share DIR (or DIR:ro, read-only) shares another
+directory, --unshare DIR stops sharing one; changing the shares, like
+--cpus or --memory, needs the VM restarted: devbox down first.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
@@ -53,6 +59,13 @@ Settings given here are kept for the next up. Running up again is harmless.`,
 					return err
 				}
 			}
+			for _, s := range shares {
+				sh, err := machine.ParseShare(s)
+				if err != nil {
+					return fmt.Errorf("--share: %w", err)
+				}
+				o.Shares = append(o.Shares, sh)
+			}
 			o.Debug = g.debug
 			m, err := openMachine()
 			if err != nil {
@@ -71,6 +84,9 @@ Settings given here are kept for the next up. Running up again is harmless.`,
 			default:
 				fmt.Fprintf(out, "Machine %s is up in %.1fs (%s).\n", m.Name, res.Ready.Seconds(), describe(m, res))
 			}
+			if !res.Native && !res.AlreadyRunning {
+				fmt.Fprintf(out, "Shared with the VM at the same paths: %s.\n", sharesText(m.Shares()))
+			}
 			if !res.AlreadyRunning && res.Caps.AcceleratorNote != "" && res.Caps.Accelerator == "tcg" {
 				fmt.Fprintf(cmd.ErrOrStderr(), "devbox: using tcg, software emulation (slow): %s\n", res.Caps.AcceleratorNote)
 			}
@@ -85,7 +101,32 @@ Settings given here are kept for the next up. Running up again is harmless.`,
 	f.StringVar(&o.GuestImage, "guest-image", "", "guest image: a directory (default: the one make image puts next to devbox) or a registry reference, pulled and verified by digest")
 	f.StringVar(&o.Accel, "accel", "", "force a QEMU accelerator, e.g. tcg (default: the fastest that works)")
 	f.DurationVar(&o.Timeout, "timeout", 0, "how long to wait for the VM to answer (default 2m)")
+	f.StringArrayVar(&shares, "share", nil, "share a host directory with the VM at the same path, DIR or DIR:ro (repeatable; kept; a running VM needs devbox down first)")
+	f.StringArrayVar(&o.Unshare, "unshare", nil, "stop sharing a directory (repeatable)")
 	return c
+}
+
+// sharesText lists shares for people: "/home/me, /data (read-only, 9p)".
+func sharesText(ss []machine.Share) string {
+	if len(ss) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, s := range ss {
+		var notes []string
+		if s.ReadOnly {
+			notes = append(notes, "read-only")
+		}
+		if s.Type != "" {
+			notes = append(notes, s.Type)
+		}
+		if len(notes) > 0 {
+			parts = append(parts, s.Path+" ("+strings.Join(notes, ", ")+")")
+		} else {
+			parts = append(parts, s.Path)
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func describe(m *machine.Machine, res *machine.UpResult) string {
@@ -168,6 +209,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 			}
 			fmt.Fprintf(out, "Accelerator: %s\nCPUs:        %d\nMemory:      %d MiB\nDisk:        %s of %s used\n",
 				accel, s.CPUs, s.MemoryMiB, humanBytes(s.DiskUsedBytes), humanBytes(s.DiskBytes))
+			fmt.Fprintf(out, "Shares:      %s\n", sharesText(s.Shares))
 			if !s.Booted.IsZero() {
 				fmt.Fprintf(out, "Uptime:      %s\n", time.Since(s.Booted).Round(time.Second))
 			}

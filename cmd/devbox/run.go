@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/creack/pty"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -28,6 +27,7 @@ import (
 type runFlags struct {
 	rm, interactive, tty, readOnly, init bool
 	env, envFiles, volumes, tmpfs        []string
+	publish                              []string
 	workdir, user, entrypoint, name      string
 	hostname, network, memory, cpus      string
 	platform, pull                       string
@@ -43,7 +43,8 @@ func newRunCmd(g *globals) *cobra.Command {
 		Short: "Run a command in a new container",
 		Example: `  devbox run --rm busybox echo hello
   devbox run --rm -it alpine sh
-  devbox run --rm -v $PWD:/src -w /src golang:1.23 go test ./...`,
+  devbox run --rm -v $PWD:/src -w /src golang:1.23 go test ./...
+  devbox run --rm -p 8080:80 nginx`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// `--entrypoint ""` clears the image's entrypoint; no flag keeps it.
@@ -65,6 +66,7 @@ func newRunCmd(g *globals) *cobra.Command {
 	fl.StringVar(&f.name, "name", "", "name the container")
 	fl.StringVar(&f.hostname, "hostname", "", "container host name")
 	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind mount HOST:CONTAINER[:ro]")
+	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a container's port on the host: [IP:]HOSTPORT:CTRPORT[/tcp] (IP defaults to 127.0.0.1)")
 	fl.StringArrayVar(&f.tmpfs, "tmpfs", nil, "mount a tmpfs at PATH[:OPTIONS]")
 	fl.BoolVar(&f.readOnly, "read-only", false, "mount the container's root filesystem read-only")
 	fl.StringVar(&f.network, "network", "host", "network: host or none (bridged networking comes later)")
@@ -85,7 +87,7 @@ func runContainer(cmd *cobra.Command, f *runFlags, args []string) error {
 	if err != nil {
 		return devboxErr(err)
 	}
-	e, err := newEngine()
+	e, err := newEngine(cmd.Context())
 	if err != nil {
 		return devboxErr(err)
 	}
@@ -188,6 +190,13 @@ func (f *runFlags) options(args []string) (engine.RunOptions, error) {
 	var err error
 	if o.Spec.Env, err = environment(f.envFiles, f.env); err != nil {
 		return o, err
+	}
+	for _, p := range f.publish {
+		m, err := engine.ParsePublish(p)
+		if err != nil {
+			return o, err
+		}
+		o.Publish = append(o.Publish, m)
 	}
 	for _, v := range f.volumes {
 		b, err := parseBind(v)
@@ -306,14 +315,14 @@ func attachTerminal(o *engine.RunOptions, stdio *engine.IO, interactive bool) (f
 	out := stdio.Stdout
 	stdio.Stdin, stdio.Stdout, stdio.Stderr = nil, nil, nil
 	drained := make(chan struct{})
-	stdio.Console = func(master *os.File) {
+	stdio.Console = func(c engine.Console) {
 		if interactive {
-			go io.Copy(master, os.Stdin)
+			go io.Copy(c, os.Stdin)
 		}
-		go followWindowSize(master)
+		go followWindowSize(c)
 		go func() {
-			// The master reads EIO once the container's side closes.
-			io.Copy(out, master)
+			// Reading ends once the container's side closes.
+			io.Copy(out, c)
 			close(drained)
 		}()
 	}
@@ -326,7 +335,7 @@ func attachTerminal(o *engine.RunOptions, stdio *engine.IO, interactive bool) (f
 	}, nil
 }
 
-func followWindowSize(master *os.File) {
+func followWindowSize(c engine.Console) {
 	winch := make(chan os.Signal, 1)
 	signal.Notify(winch, syscall.SIGWINCH)
 	defer signal.Stop(winch)
@@ -335,7 +344,7 @@ func followWindowSize(master *os.File) {
 		if err != nil {
 			continue
 		}
-		if err := pty.Setsize(master, &pty.Winsize{Rows: uint16(h), Cols: uint16(w)}); err != nil {
+		if err := c.Resize(w, h); err != nil {
 			return
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/devbox-dev/devbox/engine/remote"
 	"github.com/devbox-dev/devbox/guest/bootconfig"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
@@ -188,6 +189,9 @@ func (a *agent) run() {
 			return err
 		})
 	}
+	if len(cfg.Shares) > 0 {
+		parallel("shares", func() error { return mountShares(a.log, cfg.Shares, cfg.DataRoot) })
+	}
 	if cfg.Transport == bootconfig.TransportVirtioSerial || cfg.Transport == "" {
 		n := cfg.Ports
 		if n == 0 {
@@ -291,6 +295,11 @@ func (a *agent) newServer() error {
 	a.srv.log = a.log
 	a.srv.HandleRequest(bootconfig.RequestSetTime, a.handleSetTime)
 	a.srv.HandleRequest(bootconfig.RequestShutdown, a.handleShutdown)
+	es := &engineService{root: a.cfg.DataRoot}
+	if a.cfg.Network != nil {
+		es.hostLoopback = a.cfg.Network.HostLoopback
+	}
+	a.srv.HandleChannel(remote.ChannelType, es.handle)
 	return nil
 }
 

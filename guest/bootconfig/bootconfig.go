@@ -103,19 +103,48 @@ type Config struct {
 	Ports int `json:"ports,omitempty"`
 	// VsockPort is the vsock port the agent listens on.
 	VsockPort uint32 `json:"vsockPort,omitempty"`
+	// Shares are host directories the agent mounts before it serves any
+	// SSH channel, so no command or container sees one unmounted.
+	Shares []Share `json:"shares,omitempty"`
 }
+
+// Share is a host directory the guest mounts at the same path, so a host
+// path (a bind mount's source, a working directory) means the same file
+// on both sides.
+type Share struct {
+	// Tag names the device the host exports the directory on (the 9p
+	// mount_tag or the virtiofs tag).
+	Tag string `json:"tag"`
+	// Path is the guest mount point: the host directory's own path.
+	Path string `json:"path"`
+	// Type is ShareType9P or ShareTypeVirtiofs.
+	Type string `json:"type"`
+	// ReadOnly mounts the share read-only in the guest.
+	ReadOnly bool `json:"readOnly,omitempty"`
+}
+
+// Share types (Share.Type).
+const (
+	ShareType9P       = "9p"
+	ShareTypeVirtiofs = "virtiofs"
+)
 
 // Network is a static IPv4 configuration, as QEMU's user network wants.
 type Network struct {
 	Address string   `json:"address"` // CIDR, e.g. 10.0.2.15/24
 	Gateway string   `json:"gateway"` // e.g. 10.0.2.2
 	DNS     []string `json:"dns"`     // e.g. 10.0.2.3
+	// HostLoopback is an address that reaches the host's own loopback
+	// (QEMU's user network maps its gateway there); empty when the
+	// network has none, and the host's loopback is reached through the
+	// agent connection instead.
+	HostLoopback string `json:"hostLoopback,omitempty"`
 }
 
 // QEMUUserNetwork is the static configuration for QEMU's user (slirp)
 // network with its default addresses.
 func QEMUUserNetwork() *Network {
-	return &Network{Address: "10.0.2.15/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}}
+	return &Network{Address: "10.0.2.15/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}, HostLoopback: "10.0.2.2"}
 }
 
 // Load reads the Config at path.
