@@ -21,8 +21,8 @@ type engineService struct {
 	// hostLoopback reaches the host's loopback from the guest network.
 	hostLoopback string
 	once         sync.Once
-	srv  *remote.Server
-	err  error
+	srv          *remote.Server
+	err          error
 }
 
 // open makes the engine at the first call, which comes after the boot
