@@ -79,7 +79,12 @@ func (r *Reaper) Reap() {
 		}
 		// The first exited child is someone's, who will wait for it;
 		// waitid cannot look past it, so find the other zombies in /proc.
-		for _, pid := range zombieChildren(r.self) {
+		// Which pids are owned is read again after that: a child started
+		// since the first read may be among the zombies, and its pidfd
+		// (made before it ran) is only in the table read after them.
+		zombies := zombieChildren(r.self)
+		owned = ownedPids()
+		for _, pid := range zombies {
 			if !owned[pid] {
 				r.reap(pid)
 			}
