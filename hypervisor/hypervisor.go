@@ -75,6 +75,16 @@ type Driver interface {
 	Available() error
 	// CreateDisk makes an empty, sparse data disk of size bytes at path.
 	CreateDisk(ctx context.Context, path string, size int64) error
+	// DiskSize is the size the guest sees of the data disk at path (a
+	// qcow2's virtual size, a raw file's length), not the host space it
+	// takes.
+	DiskSize(path string) (int64, error)
+	// ResizeDisk grows the data disk at path to size bytes (rounded up to
+	// a whole 512-byte sector) while the VM is stopped; the guest grows
+	// its file system at the next boot. It never shrinks a disk: a size
+	// below the current one is an error. For a raw sparse file (vz) it
+	// is a truncate to the larger length.
+	ResizeDisk(ctx context.Context, path string, size int64) error
 	// Start boots the VM and returns once its process runs; the guest
 	// may still be booting. The VM outlives the calling process.
 	Start(ctx context.Context, cfg Config) error

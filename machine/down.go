@@ -135,6 +135,11 @@ func (m *Machine) Status(ctx context.Context) (*Status, error) {
 	s.Accelerator, s.AcceleratorNote = caps.Accelerator, caps.AcceleratorNote
 	s.CPUs, s.MemoryMiB, s.DiskBytes = m.Config.CPUs, m.Config.MemoryMiB, m.Config.DiskBytes
 	s.DiskUsedBytes = diskUsage(m.path(diskFile))
+	// What the guest has, not what machine.json asks for: the two
+	// differ until a grown size is applied at the next boot.
+	if n, err := d.DiskSize(m.path(diskFile)); err == nil {
+		s.DiskBytes = n
+	}
 	s.Shares = m.Shares()
 	st, err := d.State(ctx)
 	if err != nil {

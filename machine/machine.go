@@ -145,6 +145,7 @@ func (m *Machine) saveState(s state) error {
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, mode); err != nil {
+		os.Remove(tmp) // a disk that filled up leaves a partial file
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {

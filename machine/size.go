@@ -34,3 +34,23 @@ func ParseSize(s string) (int64, error) {
 	}
 	return int64(n * mult), nil
 }
+
+// MinDiskBytes is the smallest data disk `devbox up --disk` makes: the
+// ext4 file system's own metadata and a few images must fit.
+const MinDiskBytes = 1 << 30
+
+// FormatSize writes a size the way ParseSize reads it, in the largest
+// unit that keeps it short: 3GiB, 1.5GiB, 512MiB.
+func FormatSize(n int64) string {
+	for _, u := range []struct {
+		name string
+		size int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.size {
+			s := strconv.FormatFloat(float64(n)/float64(u.size), 'f', 2, 64)
+			s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+			return s + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10) + "B"
+}

@@ -15,3 +15,16 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+func TestFormatSize(t *testing.T) {
+	for in, want := range map[int64]string{3 << 30: "3GiB", 3 << 29: "1.5GiB", 512 << 20: "512MiB", 64 << 30: "64GiB", 1 << 40: "1TiB", 100: "100B", 3<<30 + 512: "3GiB"} {
+		if got := FormatSize(in); got != want {
+			t.Errorf("FormatSize(%d) = %q, want %q", in, got, want)
+		}
+		if in >= 1<<20 && in%(1<<20) == 0 {
+			if back, err := ParseSize(want); err != nil || back != in {
+				t.Errorf("ParseSize(FormatSize(%d)) = %d, %v", in, back, err)
+			}
+		}
+	}
+}

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/devbox-dev/devbox/config"
@@ -106,6 +108,9 @@ func (m *Machine) apply(o UpOptions) (restart bool, err error) {
 	}
 	set(&c.CPUs, o.CPUs)
 	set(&c.MemoryMiB, o.MemoryMiB)
+	if o.DiskBytes > 0 && o.DiskBytes < MinDiskBytes {
+		return false, fmt.Errorf("--disk %s: the data disk must be at least %s", FormatSize(o.DiskBytes), FormatSize(MinDiskBytes))
+	}
 	if o.DiskBytes > 0 && o.DiskBytes != c.DiskBytes {
 		c.DiskBytes, restart = o.DiskBytes, true
 	}
@@ -123,7 +128,10 @@ func (m *Machine) apply(o UpOptions) (restart bool, err error) {
 
 // Up readies the machine: boots its VM unless it runs, and waits until the
 // guest agent answers over SSH. A second Up while one boots waits for it.
-func (m *Machine) Up(ctx context.Context, o UpOptions) (*UpResult, error) {
+// A larger disk size than the machine's grows its disk at this boot; a
+// smaller one is refused. A full host disk is one error naming the file.
+func (m *Machine) Up(ctx context.Context, o UpOptions) (res *UpResult, err error) {
+	defer func() { err = m.hostDiskFull(err) }()
 	wait := o.Timeout
 	if wait == 0 {
 		wait = 2 * time.Minute
@@ -169,7 +177,10 @@ func (m *Machine) Up(ctx context.Context, o UpOptions) (*UpResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &UpResult{Caps: d.Capabilities()}
+	if err := m.checkShrink(d, o.DiskBytes); err != nil {
+		return nil, err
+	}
+	res = &UpResult{Caps: d.Capabilities()}
 	if st, err := d.State(ctx); err == nil && st == hypervisor.Running {
 		if restart && m.exists {
 			return nil, fmt.Errorf("machine %s is running with other settings (CPUs, memory, disk, shares...): devbox down, then devbox up again with them", m.Name)
@@ -219,9 +230,19 @@ func (m *Machine) boot(ctx context.Context, d hypervisor.Driver, o UpOptions) er
 		return err
 	}
 	disk := m.path(diskFile)
-	if _, err := os.Stat(disk); errors.Is(err, os.ErrNotExist) {
+	size, err := d.DiskSize(disk)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		if err := d.CreateDisk(ctx, disk, m.Config.DiskBytes); err != nil {
 			return err
+		}
+	case err != nil:
+		return fmt.Errorf("machine %s: %w", m.Name, err)
+	case size < m.Config.DiskBytes:
+		// Grown while QEMU is not running; the agent grows the file
+		// system to match once it has mounted it.
+		if err := d.ResizeDisk(ctx, disk, m.Config.DiskBytes); err != nil {
+			return fmt.Errorf("machine %s: grow the data disk to %s: %w", m.Name, FormatSize(m.Config.DiskBytes), err)
 		}
 	}
 	caps := d.Capabilities()
@@ -262,6 +283,36 @@ func (m *Machine) boot(ctx context.Context, d hypervisor.Driver, o UpOptions) er
 		return fmt.Errorf("machine %s: %w", m.Name, err)
 	}
 	return m.saveState(state{Booted: time.Now().UTC(), GuestDigest: img.Initramfs.Digest, Shares: guestShares})
+}
+
+// checkShrink refuses a --disk size below the machine's disk: neither
+// the disk image nor ext4 online can shrink.
+func (m *Machine) checkShrink(d hypervisor.Driver, want int64) error {
+	if want <= 0 {
+		return nil
+	}
+	cur, err := d.DiskSize(m.path(diskFile))
+	if err != nil || (want+511)&^511 >= cur || FormatSize(want) == FormatSize(cur) {
+		// No disk yet (or none readable, which boot reports), or the
+		// size this error would tell the user to keep.
+		return nil
+	}
+	return fmt.Errorf("machine %s has a %s disk and shrinking it is not supported: keep --disk %s (or leave --disk out), or devbox destroy (which deletes its images and containers) and devbox up --disk %s",
+		m.Name, FormatSize(cur), FormatSize(cur), FormatSize(want))
+}
+
+// hostDiskFull turns a host file system out of space into one line that
+// names the file and says what to do; other errors pass through.
+func (m *Machine) hostDiskFull(err error) error {
+	if err == nil || !errors.Is(err, syscall.ENOSPC) {
+		return err
+	}
+	file := m.Dir
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		file = strings.TrimSuffix(pe.Path, ".tmp")
+	}
+	return fmt.Errorf("machine %s: cannot write %s: the host disk is full (%w): free some space there and run devbox up again", m.Name, file, syscall.ENOSPC)
 }
 
 // IsGuestImageRef says whether a --guest-image value names a registry

@@ -10,7 +10,6 @@
 package qemu
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -127,7 +126,7 @@ func (d *Driver) CreateDisk(ctx context.Context, path string, size int64) error 
 	out, err := exec.CommandContext(ctx, img, "create", "-q", "-f", "qcow2", tmp, strconv.FormatInt(size, 10)).CombinedOutput()
 	if err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("create disk %s: %v: %s", path, err, bytes.TrimSpace(out))
+		return diskError("create disk", path, err, out)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("create disk %s: %w", path, err)

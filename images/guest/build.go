@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -40,10 +41,11 @@ type BuildOptions struct {
 	// its applets linked in /bin and /sbin, for people in the guest.
 	Busybox string
 	// DebRoot is the tree the target's Debian packages were unpacked in
-	// (scripts/guest-debs.sh): the image takes e2fsprogs' mke2fs and
-	// mke2fs.conf from it, with exactly the libraries mke2fs needs, since
-	// the agent formats the data disk ext4 and busybox's mke2fs only makes
-	// ext2.
+	// (scripts/guest-debs.sh): the image takes e2fsprogs' mke2fs,
+	// mke2fs.conf and resize2fs from it, with exactly the libraries they
+	// need, since the agent formats the data disk ext4 (busybox's mke2fs
+	// only makes ext2) and grows it online when the disk was made larger
+	// (busybox has no resize2fs).
 	DebRoot string
 	// Cmdline is kernel arguments the image needs, recorded in guest.json.
 	Cmdline string
@@ -306,17 +308,26 @@ func (c *contents) base(ctx context.Context, opts BuildOptions, logw io.Writer) 
 		return err
 	}
 
-	// e2fsprogs' mke2fs, its configuration and its libraries.
-	mke2fs := "/sbin/mke2fs"
-	host, err := resolveIn(opts.DebRoot, mke2fs)
-	if err != nil {
-		return fmt.Errorf("mke2fs: %w (did scripts/guest-debs.sh unpack e2fsprogs there?)", err)
-	}
-	if err := checkExecutable("mke2fs", host, opts.Arch, false); err != nil {
-		return err
-	}
-	if err := c.copy(mke2fs, 0o755, host); err != nil {
-		return err
+	// e2fsprogs' mke2fs and resize2fs, mke2fs's configuration, and the
+	// libraries they need.
+	libs := map[string]string{} // guest path -> host file
+	for _, prog := range []string{"/sbin/mke2fs", "/sbin/resize2fs"} {
+		name := path.Base(prog)
+		host, err := resolveIn(opts.DebRoot, prog)
+		if err != nil {
+			return fmt.Errorf("%s: %w (did scripts/guest-debs.sh unpack e2fsprogs there?)", name, err)
+		}
+		if err := checkExecutable(name, host, opts.Arch, false); err != nil {
+			return err
+		}
+		if err := c.copy(prog, 0o755, host); err != nil {
+			return err
+		}
+		need, err := sharedLibraries(opts.DebRoot, prog, opts.Arch)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		maps.Copy(libs, need)
 	}
 	conf, err := resolveIn(opts.DebRoot, "/etc/mke2fs.conf")
 	if err != nil {
@@ -324,10 +335,6 @@ func (c *contents) base(ctx context.Context, opts BuildOptions, logw io.Writer) 
 	}
 	if err := c.copy("/etc/mke2fs.conf", 0o644, conf); err != nil {
 		return err
-	}
-	libs, err := sharedLibraries(opts.DebRoot, mke2fs, opts.Arch)
-	if err != nil {
-		return fmt.Errorf("mke2fs: %w", err)
 	}
 	// A file found under two names (the loader is both the ELF
 	// interpreter and libc's DT_NEEDED) is stored once; the other names
@@ -353,7 +360,7 @@ func (c *contents) base(ctx context.Context, opts BuildOptions, logw io.Writer) 
 	fmt.Fprintf(logw, "busybox applets: %s\n", how)
 	for _, a := range list {
 		if _, taken := c.entries[a]; taken {
-			continue // a real program (mke2fs) beats the applet
+			continue // a real program (mke2fs, resize2fs) beats the applet
 		}
 		if err := c.add(a, entry{target: "/bin/busybox"}); err != nil {
 			return err

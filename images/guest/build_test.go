@@ -89,7 +89,8 @@ func agent(t *testing.T, arch string) string {
 	return out
 }
 
-// debRoot returns a tree holding mke2fs, its libraries and busybox for
+// debRoot returns a tree holding mke2fs, resize2fs, their libraries and
+// busybox for
 // this machine: $DEVBOX_TEST_DEBROOT (from scripts/guest-debs.sh) or, on
 // a Debian host with e2fsprogs and busybox-static, the host itself.
 func debRoot(t *testing.T) string {
@@ -101,7 +102,7 @@ func debRoot(t *testing.T) string {
 	if root == "" {
 		root = "/"
 	}
-	for _, p := range []string{"sbin/mke2fs", "etc/mke2fs.conf", "bin/busybox"} {
+	for _, p := range []string{"sbin/mke2fs", "sbin/resize2fs", "etc/mke2fs.conf", "bin/busybox"} {
 		if _, err := os.Stat(filepath.Join(root, p)); err != nil {
 			t.Skipf("no %s in %s: set DEVBOX_TEST_DEBROOT to a tree from `bash scripts/guest-debs.sh %s DIR`", p, root, runtime.GOARCH)
 		}
@@ -203,6 +204,7 @@ func TestBuildContents(t *testing.T) {
 		"bin/sh":                               "lrwxrwxrwx",
 		"sbin/reboot":                          "lrwxrwxrwx",
 		"sbin/mke2fs":                          "-rwxr-xr-x",
+		"sbin/resize2fs":                       "-rwxr-xr-x",
 		"etc/mke2fs.conf":                      "-rw-r--r--",
 		"etc/passwd":                           "-rw-r--r--",
 		"etc/group":                            "-rw-r--r--",
@@ -330,7 +332,8 @@ func otherArch() string {
 
 // TestBootFormatsDataDisk boots a built image with a second archive
 // appended, as the host will, and has the image's mke2fs format a disk
-// ext4, which the agent does on first boot.
+// ext4, which the agent does on first boot, and its resize2fs grow it
+// while mounted, which the agent does after the disk was made larger.
 func TestBootFormatsDataDisk(t *testing.T) {
 	kernel := guesttest.Kernel(t)
 	opts := buildOpts(t, kernelDir(t, kernel))
@@ -351,10 +354,13 @@ func TestBootFormatsDataDisk(t *testing.T) {
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 echo "whoami: $(id -un):$(id -gn)"
-/sbin/mke2fs -t ext4 -F -L devbox-data /dev/vda >/tmp/mkfs.log 2>&1
+/sbin/mke2fs -t ext4 -F -L devbox-data /dev/vda 128M >/tmp/mkfs.log 2>&1
 echo "mke2fs exit: $?"
 sed 's/^/mke2fs| /' /tmp/mkfs.log
 mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && echo hello >/mnt/file && grep vda /proc/mounts
+/sbin/resize2fs /dev/vda >/tmp/resize.log 2>&1
+echo "resize2fs exit: $?"
+sed 's/^/resize2fs| /' /tmp/resize.log
 echo "read back: $(cat /mnt/file)"
 umount /mnt
 `)); err != nil {
@@ -384,6 +390,9 @@ umount /mnt
 		"mke2fs| mke2fs 1.47",
 		"mke2fs| Creating journal",
 		"/dev/vda /mnt ext4 rw",
+		// Grown online, mounted, to the whole 256 MiB disk.
+		"resize2fs exit: 0",
+		"resize2fs| The filesystem on /dev/vda is now 262144 (1k) blocks long",
 		"read back: hello",
 	} {
 		if !strings.Contains(out, want) {

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/cilium/ebpf/asm"
@@ -115,33 +116,92 @@ func deviceProgram(s deviceState) asm.Instructions {
 //
 // Loading and attaching are a bpf(2) call each: the cilium/ebpf loader
 // would add feature probes to every container start, and its packages'
-// start-up work to every process of this binary.
+// start-up work to every process of this binary. A program once loaded is
+// kept for the next containers with the same rules (see devicePrograms).
 func attachDeviceProgram(dir string, s deviceState) error {
 	var code bytes.Buffer
 	if err := deviceProgram(s).Marshal(&code, nativeEndian()); err != nil {
 		return fmt.Errorf("cgroups: device program: %w", err)
 	}
-	prog, err := loadProgram(code.Bytes())
+	prog, kept, err := deviceProgramFD(code.Bytes())
 	if err != nil {
 		return fmt.Errorf("cgroups: load the device program: %w", err)
 	}
-	defer unix.Close(prog)
+	if !kept {
+		defer unix.Close(prog)
+	}
 	// BPF_PROG_ATTACH wants a real descriptor of the directory, not O_PATH.
 	fd, err := openat(unix.AT_FDCWD, dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("cgroups: %w", &fs.PathError{Op: "open", Path: dir, Err: err})
 	}
 	defer unix.Close(fd)
+	err = attachProgram(fd, prog)
+	if err != nil && kept {
+		// A cgroup made again at the same path may have the kept program
+		// attached already, which the kernel refuses to do twice: a
+		// program of its own, as before, attaches.
+		if prog, err = loadProgram(code.Bytes()); err != nil {
+			return fmt.Errorf("cgroups: load the device program: %w", err)
+		}
+		defer unix.Close(prog)
+		err = attachProgram(fd, prog)
+	}
+	if err != nil {
+		return fmt.Errorf("cgroups: attach the device program to %s: %w", dir, err)
+	}
+	return nil
+}
+
+// attachProgram attaches the device program prog to the cgroup2
+// directory open as fd.
+func attachProgram(fd, prog int) error {
 	attach := progAttachAttr{
 		targetFD:    uint32(fd),
 		attachBPFFD: uint32(prog),
 		attachType:  unix.BPF_CGROUP_DEVICE,
 		attachFlags: unix.BPF_F_ALLOW_MULTI,
 	}
-	if _, err := bpf(unix.BPF_PROG_ATTACH, unsafe.Pointer(&attach), unsafe.Sizeof(attach)); err != nil {
-		return fmt.Errorf("cgroups: attach the device program to %s: %w", dir, err)
+	_, err := bpf(unix.BPF_PROG_ATTACH, unsafe.Pointer(&attach), unsafe.Sizeof(attach))
+	return err
+}
+
+// devicePrograms holds the device programs this process has loaded, by
+// their code, so that the containers of a long-lived process (the guest
+// agent) with the same device rules, which is nearly all of them, share
+// one: a load runs the kernel's verifier, which took 2 to 5 ms of a
+// container's start under emulation (TCG). A program is attached by
+// reference, so each cgroup keeps it as long as it needs it, whatever
+// this process holds. The descriptors are close-on-exec, as the kernel
+// makes them, and never closed: a few rule sets at most are kept, and
+// programs for others are loaded for each container.
+var devicePrograms struct {
+	sync.Mutex
+	fds map[string]int
+}
+
+// maxDevicePrograms bounds devicePrograms.
+const maxDevicePrograms = 8
+
+// deviceProgramFD returns a descriptor of the device program code, kept
+// in devicePrograms (kept is true) or else loaded for the caller to close.
+func deviceProgramFD(code []byte) (fd int, kept bool, err error) {
+	devicePrograms.Lock()
+	defer devicePrograms.Unlock()
+	if fd, ok := devicePrograms.fds[string(code)]; ok {
+		return fd, true, nil
 	}
-	return nil
+	if fd, err = loadProgram(code); err != nil {
+		return -1, false, err
+	}
+	if len(devicePrograms.fds) >= maxDevicePrograms {
+		return fd, false, nil
+	}
+	if devicePrograms.fds == nil {
+		devicePrograms.fds = map[string]int{}
+	}
+	devicePrograms.fds[string(code)] = fd
+	return fd, true, nil
 }
 
 // nativeEndian is binary.NativeEndian as a byte order asm knows.

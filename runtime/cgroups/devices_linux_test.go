@@ -242,3 +242,40 @@ func TestLoadProgramRefused(t *testing.T) {
 		t.Errorf("error %v; want EACCES or EINVAL with the verifier's log", err)
 	}
 }
+
+// The device program is loaded once and kept: the next cgroups with the
+// same rules, and one made again at the same path, get it and enforce it.
+func TestDevicesProgramKept(t *testing.T) {
+	m, err := hostMounts()
+	if os.Geteuid() != 0 || err != nil || m.unified == "" {
+		t.Skip("needs root and a cgroup2 hierarchy")
+	}
+	bpfView := &mounts{unified: m.unified}
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "mode=700"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	t.Setenv("DEVBOX_CGROUPS_TEST_DIR", dir)
+	t.Setenv("DEVBOX_CGROUPS_TEST_DISK", "1 1") // /dev/mem's numbers: denied
+	res := &specs.LinuxResources{Devices: dockerDevices()}
+	check := func(c *Cgroup) {
+		t.Helper()
+		out, _ := runHelper(t, c, "devices")
+		for _, w := range []string{"null-r=ok", "zero-rw=ok", "mem=EPERM"} {
+			if !slices.Contains(strings.Fields(out), w) {
+				t.Errorf("in cgroup %s: want %s, got %s", c.Path(), w, out)
+			}
+		}
+	}
+	for i := 0; i < 2; i++ {
+		check(newTest(t, bpfView, res))
+	}
+	c := newTest(t, bpfView, res)
+	again, err := create(bpfView, c.Path(), res)
+	if err != nil {
+		t.Fatalf("the same cgroup made again: %v", err)
+	}
+	again.Close()
+	check(c)
+}
