@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -554,4 +557,41 @@ func (term *terminal) waitFor(s string) {
 	term.mu.Lock()
 	defer term.mu.Unlock()
 	term.t.Fatalf("never saw %q in %q", s, term.buf.String())
+}
+
+// -p natively: until bridged networking (issue 6) a container shares the
+// host's network, so devbox forwards a host port other than the
+// container's itself, for as long as the container runs.
+func TestRunPublishNative(t *testing.T) {
+	root, ref := busyboxStore(t)
+	ctrPort, hostPort := freePort(t), freePort(t)
+	cmd := exec.Command(devboxBin, "run", "--rm", "--init", "-p", fmt.Sprintf("%d:%d", hostPort, ctrPort), ref, "sh", "-c",
+		fmt.Sprintf("mkdir /www && echo native-port > /www/index.html && exec busybox httpd -f -p 127.0.0.1:%d -h /www", ctrPort))
+	cmd.Env = append(os.Environ(), "DEVBOX_ROOT="+root)
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	url := fmt.Sprintf("http://127.0.0.1:%d/", hostPort)
+	var body string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && body != "native-port\n"; time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get(url); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+		}
+	}
+	if body != "native-port\n" {
+		t.Fatalf("GET %s: %q (devbox said %q)", url, body, out.String())
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); exitStatus(err) != 143 && exitStatus(err) != 0 {
+		t.Errorf("run after SIGTERM: %v (%q)", err, out.String())
+	}
+	if conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", hostPort), time.Second); err == nil {
+		conn.Close()
+		t.Errorf("host port %d still forwarded after the container ended", hostPort)
+	}
 }

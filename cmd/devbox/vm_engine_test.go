@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -172,6 +173,19 @@ func TestVMEngine(t *testing.T) {
 		r = v.run("run", "--rm", "--pull", "never", v.reg.Ref("app/absent:1"), "true")
 		if r.code != 125 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stderr, "devbox pull") {
 			t.Errorf("absent image with --pull never: exit %d %q", r.code, r.stderr)
+		}
+	})
+
+	t.Run("containers reach out through the VM's network", func(t *testing.T) {
+		// A server on the host's loopback, which QEMU's user network
+		// shows the guest at 10.0.2.2: containers get out the way
+		// apt-get in one would.
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "outside\n") }))
+		defer srv.Close()
+		port := srv.Listener.Addr().(*net.TCPAddr).Port
+		r := v.run("run", "--rm", ref, "wget", "-q", "-O", "-", "http://10.0.2.2:"+strconv.Itoa(port)+"/")
+		if r.code != 0 || r.stdout != "outside\n" {
+			t.Errorf("wget from a container: exit %d %q %q", r.code, r.stdout, r.stderr)
 		}
 	})
 
