@@ -244,6 +244,15 @@ func TestVMEngine(t *testing.T) {
 		if err := syscall.Stat(filepath.Join(src, "out.txt"), &st); err == nil && int(st.Uid) != os.Getuid() {
 			t.Errorf("out.txt is owned by uid %d on the host, want %d (the user)", st.Uid, os.Getuid())
 		}
+		// A path through a symlink outside the shares that leads into
+		// one (macOS's /var -> /private/var) binds the real directory.
+		alias := filepath.Join(v.root, "alias")
+		if err := os.Symlink(src, alias); err != nil {
+			t.Fatal(err)
+		}
+		if r := v.run("run", "--rm", "-v", alias+":/src", ref, "cat", "/src/in.txt"); r.code != 0 || r.stdout != "from the host\n" {
+			t.Errorf("run -v through a symlink: exit %d %q %q", r.code, r.stdout, r.stderr)
+		}
 		// Outside the shared directories: one line that says what is
 		// shared and how to share more.
 		outside := t.TempDir()

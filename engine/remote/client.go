@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/devbox-dev/devbox/engine"
+	"github.com/devbox-dev/devbox/engine/spec"
 	"github.com/devbox-dev/devbox/images"
 	"github.com/devbox-dev/devbox/progress"
 )
@@ -312,13 +314,21 @@ func (cl *Client) ExportImage(ctx context.Context, ref, file string) error {
 // signals devbox gets are carried over the call's channel, and its
 // published ports listen here, each connection forwarded into the VM.
 func (cl *Client) Run(ctx context.Context, o engine.RunOptions, stdio engine.IO) (engine.Exit, error) {
-	if cl.o.CheckBind != nil {
-		for _, b := range o.Spec.Binds {
+	// The VM mounts each share at its host path with symlinks resolved
+	// (macOS's /var is /private/var): a bind names the real path there.
+	binds := make([]spec.Bind, len(o.Spec.Binds))
+	for i, b := range o.Spec.Binds {
+		if r, err := filepath.EvalSymlinks(b.Source); err == nil {
+			b.Source = r
+		}
+		if cl.o.CheckBind != nil {
 			if err := cl.o.CheckBind(b.Source); err != nil {
 				return engine.Exit{}, err
 			}
 		}
+		binds[i] = b
 	}
+	o.Spec.Binds = binds
 	// The host forwards; the guest's engine publishes nothing itself.
 	ports := o.Publish
 	o.Publish = nil
