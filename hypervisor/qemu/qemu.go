@@ -47,8 +47,7 @@ type Driver struct {
 	arch  string // guest arch, Go spelling
 	accel accel
 
-	// virtiofsd is looked for once (it runs the program to tell which
-	// virtiofsd it is).
+	// virtiofsd is looked for once per driver.
 	virtiofsdOnce sync.Once
 	virtiofsdErr  error
 }
@@ -248,7 +247,7 @@ func (d *Driver) Args(cfg hypervisor.Config) ([]string, error) {
 // virtiofsd's cache=none (which coherence with host edits needs), and read
 // a large file about as fast. KVM was not measured.
 func (d *Driver) shareTypes() []string {
-	d.virtiofsdOnce.Do(func() { _, d.virtiofsdErr = findVirtiofsd() })
+	d.virtiofsdOnce.Do(func() { _, d.virtiofsdErr = virtiofsdPath() })
 	if d.virtiofsdErr != nil {
 		return []string{"9p"}
 	}

@@ -32,6 +32,23 @@ const virtiofsdCache = "none"
 // root only: it sandboxes itself in new namespaces and writes its pid file
 // in /var/run/virtiofsd, both refused to other users.
 func findVirtiofsd() (string, error) {
+	path, err := virtiofsdPath()
+	if err != nil {
+		return "", err
+	}
+	help, _ := exec.Command(path, "--help").CombinedOutput()
+	if bytes.Contains(help, []byte("--shared-dir")) {
+		return "", fmt.Errorf("%s is the Rust virtiofsd, which devbox does not drive yet", path)
+	}
+	if !bytes.Contains(help, []byte("-o source=")) {
+		return "", fmt.Errorf("%s: not a virtiofsd devbox knows", path)
+	}
+	return path, nil
+}
+
+// virtiofsdPath finds a virtiofsd this process could run, without running
+// it: every devbox command asks the driver's capabilities.
+func virtiofsdPath() (string, error) {
 	path := ""
 	for _, p := range virtiofsdPaths {
 		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
@@ -45,13 +62,6 @@ func findVirtiofsd() (string, error) {
 			return "", errors.New("virtiofsd not found")
 		}
 		path = p
-	}
-	help, _ := exec.Command(path, "--help").CombinedOutput()
-	if bytes.Contains(help, []byte("--shared-dir")) {
-		return "", fmt.Errorf("%s is the Rust virtiofsd, which devbox does not drive yet", path)
-	}
-	if !bytes.Contains(help, []byte("-o source=")) {
-		return "", fmt.Errorf("%s: not a virtiofsd devbox knows", path)
 	}
 	if os.Geteuid() != 0 {
 		return "", fmt.Errorf("%s needs root", path)

@@ -11,7 +11,9 @@ import (
 )
 
 // findVirtiofsd: virtiofsd is a Linux program; elsewhere QEMU shares by 9p.
-func findVirtiofsd() (string, error) { return "", errors.New("virtiofsd runs on Linux only") }
+func findVirtiofsd() (string, error) { return virtiofsdPath() }
+
+func virtiofsdPath() (string, error) { return "", errors.New("virtiofsd runs on Linux only") }
 
 func (d *Driver) virtiofsSocket(i int) string { return "" }
 
