@@ -317,7 +317,15 @@ func (s *Server) hostTransport(conn ssh.Conn) http.RoundTripper {
 			return d.DialContext(ctx, network, addr)
 		}
 		if s.HostLoopback != "" {
-			return d.DialContext(ctx, network, net.JoinHostPort(s.HostLoopback, port))
+			c, err := d.DialContext(ctx, network, net.JoinHostPort(s.HostLoopback, port))
+			// Errors name the address the user gave, not the alias.
+			var oe *net.OpError
+			if errors.As(err, &oe) {
+				if a, rerr := net.ResolveTCPAddr(network, addr); rerr == nil {
+					oe.Addr = a
+				}
+			}
+			return c, err
 		}
 		return dialHost(ctx, conn, network, addr)
 	}
