@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +23,7 @@ import (
 	"github.com/creack/pty"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -102,6 +105,69 @@ func TestVMEngine(t *testing.T) {
 		}
 		// The same image as ref: untag it, so rmi of ref deletes later.
 		v.must("rmi", private)
+	})
+
+	t.Run("the host's proxy", func(t *testing.T) {
+		addrs := nonLoopback(t)
+		if len(addrs) == 0 {
+			t.Skip("no address but loopback here: Go never proxies loopback registries")
+		}
+		// A registry on the host's own address that, once the image is
+		// pushed, answers only what comes through the proxy.
+		var viaProxyOnly atomic.Bool
+		regHandler := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+		ln, err := net.Listen("tcp", net.JoinHostPort(addrs[0], "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if viaProxyOnly.Load() && r.Header.Get("X-Via-Proxy") == "" {
+				http.Error(w, "direct access refused", http.StatusForbidden)
+				return
+			}
+			regHandler.ServeHTTP(w, r)
+		}))
+		reg.Listener = ln
+		reg.Start()
+		defer reg.Close()
+		host := ln.Addr().String()
+		proxied := host + "/proxied/busybox:1"
+		pr, err := name.ParseReference(proxied, name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(pr, busyboxWith(t)); err != nil {
+			t.Fatal(err)
+		}
+		viaProxyOnly.Store(true)
+		var forwarded atomic.Int32
+		proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			out := r.Clone(r.Context())
+			out.RequestURI = ""
+			out.Header.Set("X-Via-Proxy", "1")
+			resp, err := http.DefaultTransport.RoundTrip(out)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			defer resp.Body.Close()
+			forwarded.Add(1)
+			for k, v := range resp.Header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(resp.StatusCode)
+			io.Copy(w, resp.Body)
+		}))
+		defer proxy.Close()
+		if r := runDevbox(t, append(v.env(), "HTTP_PROXY="), "", "pull", "--insecure-registry", host, proxied); r.code == 0 {
+			t.Errorf("pull around the proxy got through: %q", r.stdout)
+		}
+		// The proxy is on the host's loopback, as local proxies (cntlm,
+		// px) are: the guest reaches it too.
+		if r := runDevbox(t, append(v.env(), "HTTP_PROXY="+proxy.URL), "", "pull", "-q", "--insecure-registry", host, proxied); r.code != 0 || forwarded.Load() == 0 {
+			t.Errorf("pull through the host's HTTP_PROXY: exit %d %q, %d requests through the proxy", r.code, r.stderr, forwarded.Load())
+		}
+		v.must("rmi", proxied)
 	})
 
 	t.Run("Ctrl-C during a pull cancels it in the guest", func(t *testing.T) {

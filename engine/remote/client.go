@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/net/http/httpproxy"
 
 	"github.com/devbox-dev/devbox/engine"
 	"github.com/devbox-dev/devbox/engine/spec"
@@ -220,7 +221,7 @@ func (cl *Client) Version(ctx context.Context) (string, error) {
 // Pull pulls ref into the VM's store. The guest reaches the registry
 // through this host, with its credentials.
 func (cl *Client) Pull(ctx context.Context, ref string, o images.PullOptions) (*images.Image, error) {
-	c := call{Op: opPull, Ref: ref, Insecure: o.Insecure, UserAgent: o.UserAgent}
+	c := call{Op: opPull, Ref: ref, Insecure: o.Insecure, UserAgent: o.UserAgent, Proxy: hostProxy()}
 	if o.Platform != nil {
 		c.Platform = o.Platform.String()
 	}
@@ -342,7 +343,7 @@ func (cl *Client) Run(ctx context.Context, o engine.RunOptions, stdio engine.IO)
 	defer fwd.Close()
 
 	terminal := o.Spec.Terminal && stdio.Console != nil
-	c := call{Op: opRun, Run: &o, Stdin: stdio.Stdin != nil || terminal}
+	c := call{Op: opRun, Run: &o, Stdin: stdio.Stdin != nil || terminal, Proxy: hostProxy()}
 	s, err := cl.open(ctx, c, stdio.Progress)
 	if err != nil {
 		return engine.Exit{}, err
@@ -392,6 +393,15 @@ func (cl *Client) Run(ctx context.Context, o engine.RunOptions, stdio engine.IO)
 		return engine.Exit{}, err
 	}
 	return *res.Exit, err
+}
+
+// hostProxy is this process's proxy settings, nil when there are none.
+func hostProxy() *proxyConfig {
+	e := httpproxy.FromEnvironment()
+	if e.HTTPProxy == "" && e.HTTPSProxy == "" {
+		return nil
+	}
+	return &proxyConfig{HTTPProxy: e.HTTPProxy, HTTPSProxy: e.HTTPSProxy, NoProxy: e.NoProxy}
 }
 
 // chanConsole is a container's terminal in the VM, seen from the host.

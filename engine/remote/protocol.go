@@ -69,6 +69,9 @@ type call struct {
 	Platform  string   `json:"platform,omitempty"`
 	Insecure  []string `json:"insecure,omitempty"`
 	UserAgent string   `json:"userAgent,omitempty"`
+	// Proxy is the host's proxy settings, for the guest's registry
+	// connections.
+	Proxy *proxyConfig `json:"proxy,omitempty"`
 	// Run is the container to run; Stdin says the host sends stdin.
 	Run   *engine.RunOptions `json:"run,omitempty"`
 	Stdin bool               `json:"stdin,omitempty"`
@@ -84,6 +87,13 @@ type result struct {
 	Containers []*engine.Container `json:"containers,omitempty"`
 	Exit       *engine.Exit        `json:"exit,omitempty"`
 	Version    string              `json:"version,omitempty"`
+}
+
+// proxyConfig is the host's HTTP_PROXY, HTTPS_PROXY and NO_PROXY.
+type proxyConfig struct {
+	HTTPProxy  string `json:"httpProxy,omitempty"`
+	HTTPSProxy string `json:"httpsProxy,omitempty"`
+	NoProxy    string `json:"noProxy,omitempty"`
 }
 
 // dialRequest is the extra data of a DialChannel.

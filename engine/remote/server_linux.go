@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/net/http/httpproxy"
 	"golang.org/x/sys/unix"
 
 	"github.com/devbox-dev/devbox/engine"
@@ -62,7 +64,7 @@ func (s *Server) Serve(ctx context.Context, conn ssh.Conn, nc ssh.NewChannel) {
 	defer ch.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sv := &serving{conn: conn, ch: ch, transport: s.hostTransport(conn), sigs: make(chan os.Signal, 16), resize: make(chan windowChange, 1)}
+	sv := &serving{conn: conn, ch: ch, transport: s.hostTransport(conn, c.Proxy), sigs: make(chan os.Signal, 16), resize: make(chan windowChange, 1)}
 	go func() {
 		// The host closing the channel (Ctrl-C, a killed devbox, a lost
 		// connection) ends the requests, and cancels the call.
@@ -297,9 +299,11 @@ func (k hostKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
 // than the SSH connection under emulation. A registry on the host's
 // loopback (127.0.0.1:5000, localhost:5000, as developers run one) is
 // reached at the network's alias for it, or else through the host over
-// SSH. One transport per SSH connection, so a call's requests share
-// idle connections.
-func (s *Server) hostTransport(conn ssh.Conn) http.RoundTripper {
+// SSH. The host's proxy settings apply, a proxy on its loopback reached
+// the same way. One transport per SSH connection (one devbox command,
+// whose proxy settings are the same for all its calls), so its requests
+// share idle connections.
+func (s *Server) hostTransport(conn ssh.Conn, proxy *proxyConfig) http.RoundTripper {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t, ok := s.transports[conn]; ok {
@@ -310,6 +314,10 @@ func (s *Server) hostTransport(conn ssh.Conn) http.RoundTripper {
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.Proxy = nil // the guest has no proxy settings of its own
+	if proxy != nil {
+		pf := (&httpproxy.Config{HTTPProxy: proxy.HTTPProxy, HTTPSProxy: proxy.HTTPSProxy, NoProxy: proxy.NoProxy}).ProxyFunc()
+		t.Proxy = func(r *http.Request) (*url.URL, error) { return pf(r.URL) }
+	}
 	var d net.Dialer
 	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		host, port, err := net.SplitHostPort(addr)
