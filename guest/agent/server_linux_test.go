@@ -142,15 +142,21 @@ func TestSessionPty(t *testing.T) {
 	stdin, _ := s.StdinPipe()
 	var out syncBuffer
 	s.Stdout = &out
-	if err := s.Start(`stty size; echo "term=$TERM"; [ -t 0 ] && echo tty; read line; stty size`); err != nil {
+	if err := s.Start(`stty size; echo "term=$TERM"; [ -t 0 ] && echo tty; while read line && [ "$line" != q ]; do stty size; done`); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return strings.Contains(out.String(), "tty") })
 	if err := s.WindowChange(50, 132); err != nil {
 		t.Fatal(err)
 	}
-	// The request is handled before later channel data, in order.
-	io.WriteString(stdin, "go\n")
+	// The request and the channel's data are handled apart, so the new
+	// size shows in a later line, not necessarily the next one.
+	waitFor(t, func() bool {
+		io.WriteString(stdin, "go\n")
+		time.Sleep(20 * time.Millisecond)
+		return strings.Contains(out.String(), "50 132")
+	})
+	io.WriteString(stdin, "q\n") // a pty has no end of input but ^D
 	if err := s.Wait(); err != nil {
 		t.Fatalf("wait: %v", err)
 	}
