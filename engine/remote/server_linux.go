@@ -241,6 +241,8 @@ func (s *Server) run(ctx context.Context, sv *serving, c call) result {
 	o.Keychain, o.Transport = hostKeychain{sv.conn}, sv.transport
 	stdio := engine.IO{Signals: sv.sigs, Progress: sv.progress}
 	var drained chan struct{}
+	ran := make(chan struct{})
+	defer close(ran)
 	if o.Spec.Terminal {
 		drained = make(chan struct{})
 		stdio.Console = func(con engine.Console) {
@@ -248,8 +250,13 @@ func (s *Server) run(ctx context.Context, sv *serving, c call) result {
 				go io.Copy(con, sv.ch)
 			}
 			go func() {
-				for wc := range sv.resize {
-					con.Resize(int(wc.Cols), int(wc.Rows))
+				for {
+					select {
+					case wc := <-sv.resize:
+						con.Resize(int(wc.Cols), int(wc.Rows))
+					case <-ran:
+						return
+					}
 				}
 			}()
 			go func() {
