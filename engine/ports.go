@@ -3,11 +3,12 @@ package engine
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/devbox-dev/devbox/internal/netutil"
 )
 
 // PortMapping is one -p [IP:]HOSTPORT:CTRPORT[/tcp].
@@ -130,7 +131,7 @@ func (f *Forwarder) serve(ctx context.Context, ln net.Listener, port int, dial D
 				return
 			}
 			defer f.untrack(t)
-			Splice(c, t)
+			netutil.Splice(c, t)
 		}()
 	}
 }
@@ -168,29 +169,4 @@ func (f *Forwarder) Close() {
 		c.Close()
 	}
 	f.mu.Unlock()
-}
-
-// closeWriter is a connection whose sending half can be closed alone:
-// TCP, and SSH channels.
-type closeWriter interface {
-	CloseWrite() error
-}
-
-// Splice copies both ways, passing each side's end of data on as a
-// half-close so request/response protocols finish cleanly.
-func Splice(a, b net.Conn) {
-	var wg sync.WaitGroup
-	one := func(dst, src net.Conn) {
-		defer wg.Done()
-		_, _ = io.Copy(dst, src)
-		if cw, ok := dst.(closeWriter); ok {
-			_ = cw.CloseWrite()
-		} else {
-			dst.Close()
-		}
-	}
-	wg.Add(2)
-	go one(a, b)
-	go one(b, a)
-	wg.Wait()
 }

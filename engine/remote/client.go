@@ -21,6 +21,7 @@ import (
 	"github.com/devbox-dev/devbox/engine"
 	"github.com/devbox-dev/devbox/engine/spec"
 	"github.com/devbox-dev/devbox/images"
+	"github.com/devbox-dev/devbox/internal/netutil"
 	"github.com/devbox-dev/devbox/progress"
 )
 
@@ -93,7 +94,7 @@ func (cl *Client) serveDials(in <-chan ssh.NewChannel) {
 				return
 			}
 			go ssh.DiscardRequests(reqs)
-			engine.Splice(conn, &chanConn{Channel: ch, remote: r.Address})
+			netutil.Splice(conn, ch)
 		}()
 	}
 }

@@ -2,13 +2,13 @@ package agent
 
 import (
 	"context"
-	"io"
 	"net"
 	"strconv"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/devbox-dev/devbox/internal/netutil"
 )
 
 // directTCPIP is the payload of a "direct-tcpip" channel open (RFC 4254
@@ -43,29 +43,5 @@ func (s *Server) handleDirectTCPIP(ctx context.Context, _ *ssh.ServerConn, nc ss
 	// A connection that ends takes its forwarded sockets with it.
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	pipe(ch, c)
-}
-
-// pipe copies both ways between ch and c, passing each side's end of
-// stream on as a half close, and closes both when both directions are done.
-func pipe(ch ssh.Channel, c net.Conn) {
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		io.Copy(c, ch)
-		if cw, ok := c.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		} else {
-			c.Close()
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		io.Copy(ch, c)
-		ch.CloseWrite()
-	}()
-	wg.Wait()
-	ch.Close()
-	c.Close()
+	netutil.Splice(ch, c)
 }
