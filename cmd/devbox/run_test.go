@@ -304,15 +304,8 @@ func TestRunTTY(t *testing.T) {
 	ptmx.Write([]byte("tty; echo tty$((1+1))ok > /dev/tty\r"))
 	waitFor("\n/dev/pts/0\r\n")
 	waitFor("tty2ok\r\n")
-	pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: 100})
-	time.Sleep(200 * time.Millisecond)
-	ptmx.Write([]byte("stty size\r"))
-	waitFor("40 100")
-	ptmx.Write([]byte("exit 7\r"))
-	err := cmd.Wait()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
-		t.Errorf("exit: %v, want 7", err)
-	}
+	term.resize(40, 100)
+	term.exit(cmd, 7)
 }
 
 // Containers keep CAP_MKNOD, as in docker, but the device cgroup lets
@@ -540,6 +533,38 @@ func startTerminal(t *testing.T, cmd *exec.Cmd, rows, cols uint16, timeout time.
 		}
 	}()
 	return term
+}
+
+// resize sets the window to rows x cols and waits until the shell in the
+// terminal reports that size: the change (SIGWINCH, and an SSH request
+// through the VM) travels apart from what is typed, so it is asked again
+// until it shows.
+func (term *terminal) resize(rows, cols uint16) {
+	term.t.Helper()
+	pty.Setsize(term.pty, &pty.Winsize{Rows: rows, Cols: cols})
+	want := fmt.Sprintf("%d %d", rows, cols)
+	for deadline := time.Now().Add(term.wait); time.Now().Before(deadline); {
+		term.pty.Write([]byte("stty size\r"))
+		for until := time.Now().Add(300 * time.Millisecond); time.Now().Before(until); time.Sleep(20 * time.Millisecond) {
+			term.mu.Lock()
+			ok := strings.Contains(term.buf.String(), want)
+			term.mu.Unlock()
+			if ok {
+				return
+			}
+		}
+	}
+	term.waitFor(want) // fails, showing the output
+}
+
+// exit types `exit code` and checks that cmd, the program in the
+// terminal, ends with that status.
+func (term *terminal) exit(cmd *exec.Cmd, code int) {
+	term.t.Helper()
+	term.pty.Write([]byte(fmt.Sprintf("exit %d\r", code)))
+	if err := cmd.Wait(); exitStatus(err) != code {
+		term.t.Errorf("exit: %v, want %d", err, code)
+	}
 }
 
 func (term *terminal) waitFor(s string) {

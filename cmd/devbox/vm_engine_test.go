@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
@@ -261,10 +260,7 @@ func TestVMEngine(t *testing.T) {
 		term.pty.Write([]byte("stty size; tty\r"))
 		term.waitFor("33 111")
 		term.waitFor("/dev/pts/0")
-		pty.Setsize(term.pty, &pty.Winsize{Rows: 40, Cols: 100})
-		time.Sleep(300 * time.Millisecond)
-		term.pty.Write([]byte("stty size\r"))
-		term.waitFor("40 100")
+		term.resize(40, 100)
 		// Ctrl-C reaches the container's terminal, whose shell stops its
 		// foreground command and goes on.
 		term.pty.Write([]byte("sleep 60\r"))
@@ -272,10 +268,7 @@ func TestVMEngine(t *testing.T) {
 		term.pty.Write([]byte{3})
 		term.pty.Write([]byte("echo after-$((6*7))\r"))
 		term.waitFor("after-42")
-		term.pty.Write([]byte("exit 7\r"))
-		if err := c.Wait(); exitStatus(err) != 7 {
-			t.Errorf("exit: %v, want 7", err)
-		}
+		term.exit(c, 7)
 	})
 
 	t.Run("signals", func(t *testing.T) {

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/devbox-dev/devbox/images/guest"
@@ -308,15 +307,8 @@ func sshTerminal(t *testing.T, v *vm) {
 	ptmx.Write([]byte("stty size; tty\r"))
 	waitFor("33 111")
 	waitFor("/dev/pts/")
-	pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: 100})
-	time.Sleep(300 * time.Millisecond)
-	ptmx.Write([]byte("stty size\r"))
-	waitFor("40 100")
-	ptmx.Write([]byte("exit 7\r"))
-	err := cmd.Wait()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
-		t.Errorf("interactive ssh exit: %v, want 7", err)
-	}
+	term.resize(40, 100)
+	term.exit(cmd, 7)
 }
 
 // Errors a user can meet before anything boots: one line each.
