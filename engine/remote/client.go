@@ -210,15 +210,6 @@ func (cl *Client) simple(ctx context.Context, c call, report progress.Func) (*re
 	return &res, nil
 }
 
-// Version is the devbox version of the guest agent.
-func (cl *Client) Version(ctx context.Context) (string, error) {
-	res, err := cl.simple(ctx, call{Op: opVersion}, nil)
-	if err != nil {
-		return "", err
-	}
-	return res.Version, nil
-}
-
 // Pull pulls ref into the VM's store. The guest reaches the registry
 // through this host, with its credentials.
 func (cl *Client) Pull(ctx context.Context, ref string, o images.PullOptions) (*images.Image, error) {

@@ -46,15 +46,14 @@ const (
 
 // The calls.
 const (
-	opPull    = "pull"
-	opImages  = "images"
-	opRmi     = "rmi"
-	opImport  = "import"
-	opExport  = "export"
-	opRun     = "run"
-	opPs      = "ps"
-	opRm      = "rm"
-	opVersion = "version"
+	opPull   = "pull"
+	opImages = "images"
+	opRmi    = "rmi"
+	opImport = "import"
+	opExport = "export"
+	opRun    = "run"
+	opPs     = "ps"
+	opRm     = "rm"
 )
 
 // call is an engine call, sent when its channel opens.
@@ -86,7 +85,6 @@ type result struct {
 	Container  *engine.Container   `json:"container,omitempty"`
 	Containers []*engine.Container `json:"containers,omitempty"`
 	Exit       *engine.Exit        `json:"exit,omitempty"`
-	Version    string              `json:"version,omitempty"`
 }
 
 // proxyConfig is the host's HTTP_PROXY, HTTPS_PROXY and NO_PROXY.

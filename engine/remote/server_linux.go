@@ -38,8 +38,6 @@ type Server struct {
 	// TempDir holds archives while they are imported: on the data disk,
 	// not in the guest's memory.
 	TempDir string
-	// Version is reported to the host.
-	Version string
 	// HostLoopback is the guest's way to the host's loopback, if its
 	// network has one (QEMU's user network: 10.0.2.2); otherwise the
 	// host's loopback is reached through the SSH connection.
@@ -174,8 +172,6 @@ func (s *Server) simple(ctx context.Context, sv *serving, c call) result {
 	var res result
 	var err error
 	switch c.Op {
-	case opVersion:
-		res.Version = s.Version
 	case opPull:
 		var o images.PullOptions
 		if o, err = sv.pullOptions(c); err == nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"path/filepath"
-	"runtime/debug"
 	"sync"
 
 	"golang.org/x/crypto/ssh"
@@ -39,8 +38,7 @@ func (e *engineService) open() (*remote.Server, error) {
 		// against Mozilla's roots, built in. Set here, not in an init, so
 		// the boot does not pay for parsing them.
 		x509.SetFallbackRoots(fallbackRoots())
-		e.srv = &remote.Server{Engine: l, TempDir: filepath.Join(e.root, "tmp-import"),
-			Version: agentVersion(), HostLoopback: e.hostLoopback}
+		e.srv = &remote.Server{Engine: l, TempDir: filepath.Join(e.root, "tmp-import"), HostLoopback: e.hostLoopback}
 	})
 	return e.srv, e.err
 }
@@ -69,18 +67,4 @@ func fallbackRoots() *x509.CertPool {
 		}
 	}
 	return p
-}
-
-// agentVersion is the VCS revision the agent was built from.
-func agentVersion() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return ""
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" {
-			return s.Value
-		}
-	}
-	return bi.Main.Version
 }
